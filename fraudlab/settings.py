@@ -1,0 +1,151 @@
+"""One typed settings object for every fraudlab process.
+
+Owns: reading configuration from the environment (``FRAUDLAB_*`` variables, or a ``.env``
+file in the working directory) and deriving the paths and URLs every component agrees on.
+Must not: import heavy libraries or touch the disk beyond resolving paths, because every
+process (serving, pipelines, DAG tasks, the CLI) imports it first.
+
+The embedded stack and the containerised stack differ only in these values.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, computed_field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every tunable of the stack. Each field maps to ``FRAUDLAB_<FIELD>`` (upper case)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FRAUDLAB_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- where state lives -------------------------------------------------------------
+    home: Path = Field(
+        default=REPO_ROOT / "var",
+        description="Root of all generated state: data, feature store, MLflow, logs, pids.",
+    )
+
+    # --- synthetic data ------------------------------------------------------------------
+    seed: int = Field(default=7, description="Seed of the synthetic data generator.")
+    n_users: int = Field(default=20_000, description="Number of card holders.")
+    n_merchants: int = Field(default=1_500, description="Number of merchants.")
+    history_days: int = Field(
+        default=60, description="Days of history before 'now' (training data comes from here)."
+    )
+    future_days: int = Field(
+        default=14, description="Days after 'now' that the traffic simulator replays."
+    )
+    fraud_rate: float = Field(
+        default=1 / 200, description="Share of transactions that are fraud (1/200 to 1/1000)."
+    )
+    txns_per_user_day: float = Field(
+        default=0.35, description="Mean legitimate transactions per user per day."
+    )
+    start_date: str = Field(default="2026-01-01", description="First day of history (UTC).")
+
+    # --- model and registry -----------------------------------------------------------------
+    model_name: str = Field(default="fraud-detector", description="Registered model name.")
+    feature_service: str = Field(
+        default="fraud_model_v1", description="Feast FeatureService the model is trained on."
+    )
+    experiment: str = Field(default="fraud-detection", description="MLflow experiment.")
+    false_decline_cost: float = Field(
+        default=5.0, description="Cost of declining a legitimate transaction (friction, $)."
+    )
+    label_maturity_days: int = Field(
+        default=30, description="Days after which a transaction's label is taken as final."
+    )
+    train_threads: int = Field(default=1, description="LightGBM threads while training.")
+
+    # --- servers (all bound to loopback by default) -------------------------------------
+    bind_host: str = Field(default="127.0.0.1", description="Address every server binds.")
+    mlflow_port: int = Field(default=5050, description="MLflow tracking server port.")
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="Override the tracking URI (default: local server)."
+    )
+    serving_port: int = Field(default=3000, description="BentoML serving port.")
+    serving_url: str | None = Field(
+        default=None, description="Override the URL clients use to reach serving."
+    )
+
+    # --- serving behaviour ----------------------------------------------------------------
+    ort_threads: int = Field(default=1, description="onnxruntime intra-op threads.")
+    feature_timeout_ms: float = Field(
+        default=25.0, description="Online feature lookup budget before the fallback is used."
+    )
+    reload_interval_s: float = Field(
+        default=10.0, description="How often serving checks whether the champion alias moved."
+    )
+    latency_budget_ms: float = Field(default=10.0, description="Serving p99 budget (ms).")
+    max_amount: float = Field(
+        default=50_000.0, description="Largest transaction amount serving accepts."
+    )
+
+    # --- traffic -------------------------------------------------------------------------
+    traffic_rps: float = Field(default=5.0, description="Simulator requests per second.")
+    loadtest_rps: float = Field(default=100.0, description="`make loadtest` request rate.")
+    loadtest_seconds: int = Field(default=30, description="`make loadtest` duration.")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"http://{self.bind_host}:{self.mlflow_port}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def serving_base_url(self) -> str:
+        return self.serving_url or f"http://{self.bind_host}:{self.serving_port}"
+
+    # Paths are derived, never configured one by one: one root, one layout.
+    @property
+    def data_dir(self) -> Path:
+        return self.home.resolve() / "data"
+
+    @property
+    def feature_data_dir(self) -> Path:
+        return self.home.resolve() / "features"
+
+    @property
+    def feast_registry(self) -> Path:
+        return self.home.resolve() / "feast" / "registry.db"
+
+    @property
+    def feast_online_path(self) -> Path:
+        return self.home.resolve() / "feast" / "online.db"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home.resolve() / "mlflow"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home.resolve() / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home.resolve() / "run"
+
+    @property
+    def prediction_log_dir(self) -> Path:
+        return self.home.resolve() / "predictions"
+
+    @property
+    def label_dir(self) -> Path:
+        return self.home.resolve() / "labels"
+
+    @property
+    def serving_cache_dir(self) -> Path:
+        return self.home.resolve() / "serving-cache"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()

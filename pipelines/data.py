@@ -1,0 +1,126 @@
+"""Data stages: generate the synthetic world, build the feature tables, read them back.
+
+Owns: the on-disk layout of raw data (``<home>/data``), the feature warehouse tables
+(``<home>/features``) and the chargeback label feed (``<home>/labels``). The raw transaction
+table plays the company's warehouse: it holds the replayed future too, but nothing reads past
+the stack's clock (``meta.json``'s ``now``, advanced by the traffic simulator).
+
+Must not: train, serve, or open the online store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from fraudlab.settings import Settings
+from pipelines import feature_tables
+from pipelines.generate import WorldConfig, generate
+
+RAW_FILES = ("users", "merchants", "transactions")
+
+
+def world_config(settings: Settings) -> WorldConfig:
+    return WorldConfig(
+        seed=settings.seed,
+        n_users=settings.n_users,
+        n_merchants=settings.n_merchants,
+        history_days=settings.history_days,
+        future_days=settings.future_days,
+        fraud_rate=settings.fraud_rate,
+        txns_per_user_day=settings.txns_per_user_day,
+        start_date=settings.start_date,
+    )
+
+
+def meta_path(settings: Settings) -> Path:
+    return settings.data_dir / "meta.json"
+
+
+def read_meta(settings: Settings) -> dict:
+    path = meta_path(settings)
+    if not path.exists():
+        raise FileNotFoundError(f"no generated data at {settings.data_dir}: run `fraudlab data`")
+    return json.loads(path.read_text())
+
+
+def data_exists(settings: Settings) -> bool:
+    if not meta_path(settings).exists():
+        return False
+    return read_meta(settings).get("config") == asdict(world_config(settings))
+
+
+def frame_hash(frame: pd.DataFrame) -> str:
+    """A content hash of a table: the data version recorded with every model."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    digest.update(",".join(map(str, frame.columns)).encode())
+    return digest.hexdigest()[:16]
+
+
+def generate_world(settings: Settings) -> dict:
+    """Generate raw data and the history part of the label feed; return the metadata."""
+    config = world_config(settings)
+    world = generate(config)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    for name in RAW_FILES:
+        getattr(world, name).to_parquet(settings.data_dir / f"{name}.parquet", index=False)
+    txns = world.transactions
+    labels = txns.loc[txns["chargeback_timestamp"] < config.now, ["txn_id", "chargeback_timestamp"]]
+    settings.label_dir.mkdir(parents=True, exist_ok=True)
+    for stale in settings.label_dir.glob("*.parquet"):
+        stale.unlink()
+    labels.to_parquet(settings.label_dir / "history.parquet", index=False)
+    meta = {
+        "config": asdict(config),
+        "start": config.start.isoformat(),
+        "now": config.now.isoformat(),
+        "end": config.end.isoformat(),
+        "n_transactions": int(len(txns)),
+        "n_history": int((txns["event_timestamp"] < config.now).sum()),
+        "fraud_rate": float(txns["is_fraud"].mean()),
+        "transactions_hash": frame_hash(txns),
+    }
+    meta_path(settings).write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def read_raw(settings: Settings, name: str) -> pd.DataFrame:
+    return pd.read_parquet(settings.data_dir / f"{name}.parquet")
+
+
+def build_feature_tables(settings: Settings) -> dict[str, int]:
+    """Write every offline feature table; return rows written per table."""
+    meta = read_meta(settings)
+    start = pd.Timestamp(meta["start"])
+    n_days = int(round((pd.Timestamp(meta["end"]) - start) / pd.Timedelta(days=1)))
+    txns = read_raw(settings, "transactions")
+    users = read_raw(settings, "users")
+    merchants = read_raw(settings, "merchants")
+    tables = {
+        "user_stats": feature_tables.user_stats(txns, start, n_days),
+        "merchant_stats": feature_tables.merchant_stats(txns, merchants, start, n_days),
+        "user_device_stats": feature_tables.user_device_stats(txns, start),
+        "user_profile": feature_tables.user_profile(users),
+        "user_velocity": feature_tables.user_velocity(txns),
+    }
+    settings.feature_data_dir.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        table.to_parquet(settings.feature_data_dir / f"{name}.parquet", index=False)
+    return {name: len(table) for name, table in tables.items()}
+
+
+def read_labels(settings: Settings, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Chargebacks that had arrived by ``as_of`` (all that arrived so far when None)."""
+    files = sorted(settings.label_dir.glob("*.parquet"))
+    if not files:
+        return pd.DataFrame({"txn_id": pd.Series(dtype="int64"),
+                             "chargeback_timestamp": pd.Series(dtype="datetime64[ns, UTC]")})
+    labels = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    labels = labels.drop_duplicates("txn_id")
+    if as_of is not None:
+        labels = labels[labels["chargeback_timestamp"] <= as_of]
+    return labels.reset_index(drop=True)
