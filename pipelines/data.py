@@ -71,6 +71,7 @@ def generate_world(settings: Settings) -> dict:
     txns = world.transactions
     labels = txns.loc[txns["chargeback_timestamp"] < config.now, ["txn_id", "chargeback_timestamp"]]
     settings.label_dir.mkdir(parents=True, exist_ok=True)
+    clock_path(settings).unlink(missing_ok=True)
     for stale in settings.label_dir.glob("*.parquet"):
         stale.unlink()
     labels.to_parquet(settings.label_dir / "history.parquet", index=False)
@@ -124,3 +125,23 @@ def read_labels(settings: Settings, as_of: pd.Timestamp | None = None) -> pd.Dat
     if as_of is not None:
         labels = labels[labels["chargeback_timestamp"] <= as_of]
     return labels.reset_index(drop=True)
+
+
+def clock_path(settings: Settings) -> Path:
+    return settings.data_dir / "clock.json"
+
+
+def read_clock(settings: Settings) -> pd.Timestamp:
+    """The stack's simulated present: end of history until the traffic simulator advances it."""
+    path = clock_path(settings)
+    if path.exists():
+        return pd.Timestamp(json.loads(path.read_text())["now"])
+    return pd.Timestamp(read_meta(settings)["now"])
+
+
+def write_clock(settings: Settings, now: pd.Timestamp) -> None:
+    """Advance the simulated present (atomically: readers never see a half-written file)."""
+    path = clock_path(settings)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"now": pd.Timestamp(now).isoformat()}))
+    tmp.replace(path)

@@ -1,0 +1,121 @@
+"""The ``fraudlab`` command line: one entry point over every stage and the stack.
+
+Owns: argument parsing and human-facing output. Each command calls one function in the
+package that owns the work; no logic lives here. The Makefile calls these commands.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fraudlab.settings import get_settings
+
+app = typer.Typer(
+    help="fraudlab: a production fraud-detection stack and interview sandbox.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def data(
+    force: Annotated[bool, typer.Option(help="Regenerate even if data for this seed exists.")] = False,
+) -> None:
+    """Generate the synthetic world and build the offline feature tables."""
+    from fraudlab import tasks
+
+    tasks.prepare_data(get_settings(), force=force)
+
+
+@app.command()
+def features() -> None:
+    """Apply the Feast definitions and materialise the online store up to the stack's clock."""
+    from fraudlab import tasks
+
+    tasks.prepare_features(get_settings())
+
+
+@app.command()
+def train(
+    promote: Annotated[
+        bool, typer.Option(help="Point the 'champion' alias at the new version.")
+    ] = True,
+) -> None:
+    """Train, evaluate and register a model (LightGBM → calibrated → ONNX → MLflow)."""
+    from fraudlab import tasks
+
+    tasks.train_and_register(get_settings(), promote=promote)
+
+
+@app.command()
+def up(
+    traffic: Annotated[bool, typer.Option(help="Start the traffic simulator too.")] = True,
+) -> None:
+    """Start the embedded stack (idempotent) and print its status."""
+    from fraudlab import stack
+
+    raise typer.Exit(stack.up(get_settings(), traffic=traffic))
+
+
+@app.command()
+def down() -> None:
+    """Stop every process the stack started (and nothing else)."""
+    from fraudlab import stack
+
+    raise typer.Exit(stack.down(get_settings()))
+
+
+@app.command()
+def status() -> None:
+    """Show each component, its URL and its health."""
+    from fraudlab import stack
+
+    raise typer.Exit(stack.status(get_settings()))
+
+
+@app.command()
+def logs(
+    component: Annotated[
+        str | None, typer.Argument(help="mlflow, serving or traffic (default: all).")
+    ] = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="Lines per log.")] = 40,
+) -> None:
+    """Show the tail of the stack's logs."""
+    from fraudlab import stack
+
+    raise typer.Exit(stack.logs(get_settings(), component, lines))
+
+
+@app.command()
+def simulate(
+    rps: Annotated[float | None, typer.Option(help="Requests per second (default: settings).")] = None,
+    max_requests: Annotated[
+        int | None, typer.Option(help="Stop after this many requests (default: run on).")
+    ] = None,
+) -> None:
+    """Replay future transactions against serving and deliver chargebacks as they arrive."""
+    from traffic import simulator
+
+    settings = get_settings()
+    raise typer.Exit(simulator.run(settings, rps=rps or settings.traffic_rps,
+                                   max_requests=max_requests))
+
+
+@app.command()
+def loadtest(
+    rps: Annotated[float | None, typer.Option(help="Target request rate.")] = None,
+    seconds: Annotated[int | None, typer.Option(help="Duration in seconds.")] = None,
+) -> None:
+    """Run Locust headless against serving at a fixed rate and report latency vs the budget."""
+    from traffic import loadtest as lt
+
+    settings = get_settings()
+    raise typer.Exit(lt.run(settings, rps=rps or settings.loadtest_rps,
+                            seconds=seconds or settings.loadtest_seconds))
+
+
+if __name__ == "__main__":
+    app()
