@@ -1,0 +1,680 @@
+"""The embedded stack's process manager: start, stop, inspect and tail the local services.
+
+Owns: the life cycle of the processes ``fraudlab up`` starts (MLflow tracking server, BentoML
+serving, the traffic simulator), their pid files under ``<home>/run`` and their logs under
+``<home>/logs``, and the bootstrap order (data → features → model → serving → traffic).
+
+Must not: kill anything it did not start. Every pid file records the process's start time
+(``/proc/<pid>/stat`` field 22) next to its pid; a process whose start time differs is a
+recycled pid and is left alone. Must not: contain pipeline logic (that lives in
+``fraudlab.tasks`` and the packages it wires) or shell scripting.
+
+When ``FRAUDLAB_MLFLOW_TRACKING_URI`` or ``FRAUDLAB_SERVING_URL`` point elsewhere (the
+containerised stack), that component is treated as external: checked, never started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from fraudlab.settings import REPO_ROOT, Settings
+
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+# Stop order is the reverse of start order: traffic first, so it never hammers a dying server.
+COMPONENTS = ("mlflow", "serving", "traffic")
+STOP_GRACE_S = 15.0
+MLFLOW_TIMEOUT_S = 120.0
+SERVING_TIMEOUT_S = 180.0
+TRAFFIC_SETTLE_S = 3.0
+PROGRESS_EVERY_S = 5.0
+TRAFFIC_STATE_FILE = "traffic_state.json"
+# A simulator whose last progress write is older than this is reported as stalled: it persists
+# its state every few seconds while it sends.
+TRAFFIC_STALE_S = 90.0
+
+
+# --- process identity ------------------------------------------------------------------------
+
+
+def _start_time(pid: int) -> int | None:
+    """Kernel start time of ``pid`` in clock ticks since boot, or None when it does not exist.
+
+    The command name in /proc/<pid>/stat may contain spaces and parentheses, so split after the
+    last ')'; start time is field 22 overall, i.e. index 19 of what follows.
+    """
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def _pgid_of(pid: int) -> int | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # a zombie holds no resources; treat it as gone
+        return None
+    return int(fields[2])
+
+
+@dataclass(frozen=True)
+class Started:
+    """What a pid file records about a process we started."""
+
+    component: str
+    pid: int
+    start_time: int
+    command: list[str]
+    started_at: float
+
+    def group_members(self) -> list[int]:
+        """Live processes in this process group that were started no earlier than the leader.
+
+        Children outlive a leader that died first; their group id cannot be reused while they
+        exist, and the start-time bound excludes anything older than our own process.
+        """
+        members = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            if _pgid_of(pid) != self.pid:
+                continue
+            started = _start_time(pid)
+            if started is not None and started >= self.start_time:
+                members.append(pid)
+        return members
+
+    def leader_alive(self) -> bool:
+        return _start_time(self.pid) == self.start_time and _pgid_of(self.pid) == self.pid
+
+    def alive(self) -> bool:
+        return self.leader_alive() or bool(self.group_members())
+
+
+def _pid_file(settings: Settings, component: str) -> Path:
+    return settings.run_dir / f"{component}.pid"
+
+
+def log_file(settings: Settings, component: str) -> Path:
+    return settings.log_dir / f"{component}.log"
+
+
+def _read_pid_file(settings: Settings, component: str) -> Started | None:
+    path = _pid_file(settings, component)
+    try:
+        record = json.loads(path.read_text())
+        return Started(
+            component=component,
+            pid=int(record["pid"]),
+            start_time=int(record["start_time"]),
+            command=list(record["command"]),
+            started_at=float(record["started_at"]),
+        )
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        # A pid file we cannot read identifies nothing; never act on it.
+        console.print(f"[yellow]![/] ignoring unreadable pid file {path}")
+        return None
+
+
+def running(settings: Settings, component: str) -> Started | None:
+    """The live process we started for ``component``; clears a stale pid file."""
+    record = _read_pid_file(settings, component)
+    if record is None:
+        return None
+    if record.alive():
+        return record
+    _pid_file(settings, component).unlink(missing_ok=True)
+    return None
+
+
+def _child_environment(settings: Settings) -> dict[str, str]:
+    """The parent's environment plus every setting, so children see the same configuration
+    even when it came from a ``.env`` file in another working directory."""
+    env = dict(os.environ)
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"FRAUDLAB_{name.upper()}"] = str(value)
+    env["FRAUDLAB_HOME"] = str(settings.home.resolve())
+    env["PYTHONUNBUFFERED"] = "1"  # logs appear while the process runs, not at exit
+    return env
+
+
+def _spawn(
+    settings: Settings, component: str, command: list[str], extra_env: dict[str, str] | None = None
+) -> Started:
+    """Start ``command`` detached in its own session, logging to ``<log_dir>/<component>.log``."""
+    log_path = log_file(settings, component)
+    env = _child_environment(settings)
+    env.update(extra_env or {})
+    with log_path.open("ab") as log:
+        log.write(
+            f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(command)}\n".encode()
+        )
+        log.flush()
+        proc = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    start_time = _start_time(proc.pid)
+    if start_time is None:
+        raise RuntimeError(
+            f"{component} exited immediately; read {log_path} (`fraudlab logs {component}`)"
+        )
+    record = Started(component, proc.pid, start_time, command, time.time())
+    path = _pid_file(settings, component)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps(
+            {
+                "pid": record.pid,
+                "start_time": record.start_time,
+                "command": command,
+                "started_at": record.started_at,
+            }
+        )
+    )
+    tmp.replace(path)
+    return record
+
+
+def _tool(name: str) -> list[str]:
+    """A console script from this interpreter's environment (the project's .venv)."""
+    script = Path(sys.executable).parent / name
+    return [str(script)] if script.exists() else [sys.executable, "-m", name]
+
+
+# --- health ------------------------------------------------------------------------------------
+
+
+def _get(url: str, timeout: float = 2.0) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=timeout)
+    except httpx.HTTPError:
+        return None
+
+
+def mlflow_healthy(settings: Settings) -> bool:
+    response = _get(f"{settings.tracking_uri}/health")
+    return response is not None and response.status_code == 200
+
+
+def serving_ready(settings: Settings) -> bool:
+    response = _get(f"{settings.serving_base_url}/readyz")
+    return response is not None and response.status_code == 200
+
+
+def served_model_version(settings: Settings) -> str | None:
+    """The model version serving reports in its Prometheus metrics (any ``model_version`` label).
+
+    /metrics is cheap and side-effect free, unlike a /score call that would land in the
+    prediction log and the monitors.
+    """
+    response = _get(f"{settings.serving_base_url}/metrics")
+    if response is None or response.status_code != 200:
+        return None
+    for line in response.text.splitlines():
+        if line.startswith("#") or 'model_version="' not in line:
+            continue
+        version = line.split('model_version="', 1)[1].split('"', 1)[0]
+        if version:
+            return version
+    return None
+
+
+def traffic_state(settings: Settings) -> dict | None:
+    """The simulator's persisted progress (requests sent, errors, clock), if any."""
+    path = settings.data_dir / TRAFFIC_STATE_FILE
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def traffic_healthy(settings: Settings) -> bool:
+    if running(settings, "traffic") is None:
+        return False
+    state = traffic_state(settings)
+    return state is not None and time.time() - float(state.get("updated_at", 0)) < TRAFFIC_STALE_S
+
+
+def _wait_until(
+    name: str,
+    healthy: Callable[[], bool],
+    timeout_s: float,
+    settings: Settings,
+    record: Started | None,
+) -> bool:
+    """Poll ``healthy`` with progress lines; fail fast when our process died."""
+    started = time.monotonic()
+    last_report = started
+    while True:
+        if healthy():
+            console.print(f"[green]✓[/] {name} healthy ({time.monotonic() - started:.1f}s)")
+            return True
+        elapsed = time.monotonic() - started
+        if record is not None and not record.alive():
+            console.print(
+                f"[bold red]✗[/] {name} exited after {elapsed:.1f}s. Last lines of "
+                f"{log_file(settings, name)}:"
+            )
+            _print_tail(log_file(settings, name), 15)
+            console.print(
+                f"  next: fix the error above, then `fraudlab up` "
+                f"(full log: `fraudlab logs {name}`)"
+            )
+            return False
+        if elapsed > timeout_s:
+            console.print(
+                f"[bold red]✗[/] {name} not healthy after {timeout_s:.0f}s; read "
+                f"{log_file(settings, name)} (`fraudlab logs {name}`), then `fraudlab down` and "
+                "`fraudlab up`"
+            )
+            return False
+        if time.monotonic() - last_report >= PROGRESS_EVERY_S:
+            console.print(f"  … waiting for {name} ({elapsed:.0f}s / {timeout_s:.0f}s)")
+            last_report = time.monotonic()
+        time.sleep(0.5)
+
+
+# --- up ---------------------------------------------------------------------------------------
+
+
+def _prepare_dirs(settings: Settings) -> None:
+    for directory in (
+        settings.home.resolve(),
+        settings.log_dir,
+        settings.run_dir,
+        settings.mlflow_dir / "artifacts",
+        settings.data_dir,
+        settings.label_dir,
+        settings.prediction_log_dir,
+        settings.serving_cache_dir,
+    ):
+        directory.mkdir(parents=True, exist_ok=True)
+
+
+def _port_bound(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _start_mlflow(settings: Settings) -> bool:
+    if settings.mlflow_tracking_uri:
+        console.print(f"  MLflow is external ({settings.tracking_uri}); not starting one")
+        return _wait_until(
+            "mlflow", lambda: mlflow_healthy(settings), MLFLOW_TIMEOUT_S, settings, None
+        )
+    record = running(settings, "mlflow")
+    if record is None and mlflow_healthy(settings):
+        console.print(f"[green]✓[/] mlflow already answering at {settings.tracking_uri}")
+        return True
+    if record is None:
+        if _port_bound(settings.bind_host, settings.mlflow_port):
+            console.print(
+                f"[bold red]✗[/] port {settings.mlflow_port} is taken by a process fraudlab did "
+                "not start; set FRAUDLAB_MLFLOW_PORT to a free port, then `fraudlab up`"
+            )
+            return False
+        mlflow_dir = settings.mlflow_dir
+        command = [
+            *_tool("mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(mlflow_dir / "artifacts"),
+            "--host",
+            settings.bind_host,
+            "--port",
+            str(settings.mlflow_port),
+            "-w",
+            "1",
+        ]
+        # One worker and no job runner: 2 processes and ~400 MB instead of ~15 and 1.7 GB.
+        record = _spawn(
+            settings, "mlflow", command, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        )
+        console.print(
+            f"[bold cyan]→[/] started mlflow (pid {record.pid}) on {settings.tracking_uri}"
+        )
+    return _wait_until(
+        "mlflow", lambda: mlflow_healthy(settings), MLFLOW_TIMEOUT_S, settings, record
+    )
+
+
+def _bootstrap(settings: Settings) -> bool:
+    """Data, features and a champion model: each stage skips itself when already done."""
+    from fraudlab import tasks
+    from pipelines.registry import CHAMPION, resolve_alias
+
+    try:
+        tasks.prepare_data(settings)
+        tasks.prepare_features(settings)
+        champion = resolve_alias(settings)
+        if champion is None:
+            console.print(f"  no '{CHAMPION}' for model '{settings.model_name}': training one")
+            version = tasks.train_and_register(settings)
+            console.print(f"[green]✓[/] registered {settings.model_name} version {version}")
+        else:
+            console.print(f"[green]✓[/] {CHAMPION} is {settings.model_name} version {champion[0]}")
+    except Exception as exc:  # noqa: BLE001 - reported with the next step, then up exits 1
+        console.print(f"[bold red]✗[/] bootstrap failed: {type(exc).__name__}: {exc}")
+        console.print(
+            "  next: run the failing stage alone for the full traceback "
+            "(`fraudlab data`, `fraudlab features` or `fraudlab train`)"
+        )
+        return False
+    return True
+
+
+def _start_serving(settings: Settings) -> bool:
+    if settings.serving_url:
+        console.print(f"  serving is external ({settings.serving_base_url}); not starting it")
+        return _wait_until(
+            "serving", lambda: serving_ready(settings), SERVING_TIMEOUT_S, settings, None
+        )
+    record = running(settings, "serving")
+    if record is None and serving_ready(settings):
+        console.print(f"[green]✓[/] serving already ready at {settings.serving_base_url}")
+        return True
+    if record is None:
+        if _port_bound(settings.bind_host, settings.serving_port):
+            console.print(
+                f"[bold red]✗[/] port {settings.serving_port} is taken by a process fraudlab did "
+                "not start; set FRAUDLAB_SERVING_PORT to a free port, then `fraudlab up`"
+            )
+            return False
+        command = [
+            *_tool("bentoml"),
+            "serve",
+            "serving.service:FraudScorer",
+            "--host",
+            settings.bind_host,
+            "--port",
+            str(settings.serving_port),
+        ]
+        record = _spawn(settings, "serving", command)
+        console.print(
+            f"[bold cyan]→[/] started serving (pid {record.pid}) on {settings.serving_base_url}"
+        )
+    # The port opens seconds before the worker has loaded the model: only /readyz counts.
+    return _wait_until(
+        "serving", lambda: serving_ready(settings), SERVING_TIMEOUT_S, settings, record
+    )
+
+
+def _start_traffic(settings: Settings) -> bool:
+    record = running(settings, "traffic")
+    if record is not None:
+        console.print(f"[green]✓[/] traffic simulator already running (pid {record.pid})")
+        return True
+    record = _spawn(settings, "traffic", [sys.executable, "-m", "fraudlab.cli", "simulate"])
+    console.print(
+        f"[bold cyan]→[/] started traffic simulator (pid {record.pid}) at "
+        f"{settings.traffic_rps:g} req/s"
+    )
+    # The simulator has no endpoint: it is healthy when it keeps running and reports progress.
+    deadline = time.monotonic() + 60.0
+    time.sleep(TRAFFIC_SETTLE_S)
+    while time.monotonic() < deadline:
+        if not record.alive():
+            break
+        state = traffic_state(settings)
+        if state is not None and float(state.get("updated_at", 0)) >= record.started_at:
+            console.print("[green]✓[/] traffic simulator sending")
+            return True
+        time.sleep(1.0)
+    ok = record.alive()
+    if not ok:
+        console.print(
+            f"[bold red]✗[/] traffic simulator exited; last lines of "
+            f"{log_file(settings, 'traffic')}:"
+        )
+        _print_tail(log_file(settings, "traffic"), 15)
+    else:
+        console.print(
+            f"[yellow]![/] traffic simulator running but has not reported progress; "
+            f"read {log_file(settings, 'traffic')}"
+        )
+    return ok
+
+
+def up(settings: Settings, traffic: bool = True) -> int:
+    """Start (or complete) the embedded stack; 0 only when every component is healthy."""
+    _prepare_dirs(settings)
+    started = time.monotonic()
+    ok = _start_mlflow(settings) and _bootstrap(settings) and _start_serving(settings)
+    if ok and traffic:
+        ok = _start_traffic(settings)
+    console.print(f"  up took {time.monotonic() - started:.1f}s")
+    code = status(settings, include_traffic=traffic)
+    return 0 if ok and code == 0 else 1
+
+
+# --- down -------------------------------------------------------------------------------------
+
+
+def _stop(settings: Settings, component: str) -> str | None:
+    record = _read_pid_file(settings, component)
+    if record is None:
+        return None
+    if not record.alive():
+        _pid_file(settings, component).unlink(missing_ok=True)
+        return f"{component}: pid {record.pid} was no longer running (stale pid file removed)"
+    started = time.monotonic()
+    # The whole group: BentoML and MLflow run worker processes under the leader.
+    try:
+        os.killpg(record.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    while record.alive() and time.monotonic() - started < STOP_GRACE_S:
+        time.sleep(0.2)
+    how = "stopped"
+    if record.alive():
+        for pid in record.group_members():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        how = f"killed (no exit {STOP_GRACE_S:.0f}s after SIGTERM)"
+        deadline = time.monotonic() + 5.0
+        while record.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    _pid_file(settings, component).unlink(missing_ok=True)
+    return f"{component}: {how} pid {record.pid} in {time.monotonic() - started:.1f}s"
+
+
+def down(settings: Settings) -> int:
+    """Stop the processes ``up`` started (traffic, then serving, then MLflow), nothing else."""
+    stopped = 0
+    for component in reversed(COMPONENTS):
+        message = _stop(settings, component)
+        if message is not None:
+            stopped += 1
+            console.print(f"[green]✓[/] {message}")
+    if stopped == 0:
+        console.print(f"  nothing to stop: no fraudlab processes recorded in {settings.run_dir}")
+    return 0
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+def _dir_size(path: Path) -> tuple[int, int]:
+    files = [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _pid_cell(settings: Settings, component: str, external: bool) -> str:
+    if external:
+        return "external"
+    record = running(settings, component)
+    return str(record.pid) if record else "-"
+
+
+def status(settings: Settings, include_traffic: bool = True) -> int:
+    """Print one row per component plus the data the monitors depend on; 0 if all healthy."""
+    table = Table(title=f"fraudlab stack ({settings.home.resolve()})", title_justify="left")
+    for column in ("component", "pid", "url", "health", "detail"):
+        table.add_column(column)
+    all_ok = True
+
+    ok = mlflow_healthy(settings)
+    all_ok &= ok
+    table.add_row(
+        "mlflow",
+        _pid_cell(settings, "mlflow", bool(settings.mlflow_tracking_uri)),
+        settings.tracking_uri,
+        _health(ok),
+        "GET /health",
+    )
+
+    ready = serving_ready(settings)
+    all_ok &= ready
+    version = served_model_version(settings) if ready else None
+    detail = f"model version {version}" if version else "GET /readyz"
+    table.add_row(
+        "serving",
+        _pid_cell(settings, "serving", bool(settings.serving_url)),
+        settings.serving_base_url,
+        _health(ready),
+        detail,
+    )
+
+    record = running(settings, "traffic")
+    state = traffic_state(settings)
+    alive = traffic_healthy(settings)
+    if include_traffic or record is not None:
+        all_ok &= alive
+    if state:
+        detail = (
+            f"{state.get('sent_total', 0):,} sent, {state.get('errors_total', 0):,} errors,"
+            f" clock {str(state.get('clock', '?'))[:16]}"
+        )
+        if state.get("finished"):
+            detail += " (replay finished)"
+    else:
+        detail = "no progress yet"
+    traffic_health = _health(alive) if record else "[dim]stopped[/]"
+    table.add_row(
+        "traffic",
+        str(record.pid) if record else "-",
+        f"→ {settings.serving_base_url}",
+        traffic_health,
+        detail,
+    )
+    out.print(table)
+
+    n_files, n_bytes = _dir_size(settings.prediction_log_dir)
+    out.print(
+        f"prediction log: {n_files} files, {_human_bytes(n_bytes)} "
+        f"in {settings.prediction_log_dir}"
+    )
+    try:
+        from pipelines.data import read_clock, read_labels
+
+        out.print(
+            f"labels: {len(read_labels(settings)):,} chargebacks in {settings.label_dir}; "
+            f"simulated clock {read_clock(settings):%Y-%m-%d %H:%M} UTC"
+        )
+    except FileNotFoundError:
+        out.print("labels: no data generated yet (`fraudlab data`)")
+    if not all_ok:
+        out.print(
+            "not all components are healthy: `fraudlab logs <component>` shows why, "
+            "`fraudlab up` starts what is missing"
+        )
+    return 0 if all_ok else 1
+
+
+def _health(ok: bool) -> str:
+    return "[green]healthy[/]" if ok else "[red]down[/]"
+
+
+# --- logs -------------------------------------------------------------------------------------
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    """The last ``lines`` lines of a file, reading only its end (serving logs grow large)."""
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        block = 8192
+        data = b""
+        while size > 0 and data.count(b"\n") <= lines:
+            step = min(block, size)
+            size -= step
+            handle.seek(size)
+            data = handle.read(step) + data
+            block *= 2
+    return data.decode(errors="replace").splitlines()[-lines:]
+
+
+def _print_tail(path: Path, lines: int) -> None:
+    if not path.exists():
+        console.print(f"  (no log at {path})")
+        return
+    for line in _tail(path, lines):
+        out.print(f"  {line}", markup=False)
+
+
+def logs(settings: Settings, component: str | None, lines: int) -> int:
+    """Print the tail of one component's log, or of each."""
+    if component is not None and component not in COMPONENTS:
+        console.print(
+            f"[bold red]✗[/] unknown component '{component}'; "
+            f"choose one of: {', '.join(COMPONENTS)}"
+        )
+        return 2
+    found = False
+    for name in [component] if component else list(COMPONENTS):
+        path = log_file(settings, name)
+        if not path.exists():
+            if component:
+                console.print(
+                    f"no log for {name} at {path}: has `fraudlab up` run with "
+                    f"FRAUDLAB_HOME={settings.home}?"
+                )
+            continue
+        found = True
+        out.rule(f"{name} — {path}")
+        _print_tail(path, lines)
+    return 0 if found else 1
