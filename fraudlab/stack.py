@@ -387,7 +387,7 @@ def _bootstrap(settings: Settings) -> bool:
             console.print(f"[green]✓[/] registered {settings.model_name} version {version}")
         else:
             console.print(f"[green]✓[/] {CHAMPION} is {settings.model_name} version {champion[0]}")
-    except Exception as exc:  # noqa: BLE001 - reported with the next step, then up exits 1
+    except Exception as exc:  # noqa: BLE001 - reported with the next step; up then exits 1
         console.print(f"[bold red]✗[/] bootstrap failed: {type(exc).__name__}: {exc}")
         console.print(
             "  next: run the failing stage alone for the full traceback "
