@@ -1,0 +1,203 @@
+"""After the response: the prediction log and the velocity push, on one background thread.
+
+Owns: the prediction log files (``<prediction_log_dir>/predictions-YYYY-MM-DD.jsonl``, one per
+UTC day of logging, one JSON object per line) and pushing each scored user's new velocity state
+to the Feast push source ``user_velocity_push``.
+Must not: score, or compute the velocity update itself (``features.transforms.velocity_update``
+does, for the offline backfill and serving alike).
+
+The request path only enqueues; this thread serialises, writes and pushes. The log is flushed
+to the OS at least every ``FLUSH_INTERVAL_S`` and fsynced on ``close()``, which the service
+calls on shutdown, so a clean stop (SIGTERM or SIGINT) loses no record. Pushes waiting in the
+queue together are sent in one call. The thread has its own ``FeatureStore``, so its writes
+never share a SQLite connection with request-path reads.
+
+A record: request_id, transaction_id, logged_at, event_ts, user_id, merchant_id, device_id,
+request (the request fields), features (stored features as served, None when missing),
+model_inputs, score, decision, threshold, model_version, fallback, fallback_reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from features.transforms import velocity_update
+from fraudlab.settings import Settings
+from serving.metrics import serving_metrics
+from serving.model import RateLimitedWarning
+
+log = logging.getLogger("fraudlab.serving")
+
+PUSH_SOURCE = "user_velocity_push"
+FLUSH_INTERVAL_S = 0.1
+MAX_BATCH = 512
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class VelocityPush:
+    """What is needed to push one user's velocity after a transaction (the state served)."""
+
+    user_id: int
+    event_ts: float
+    amount: float
+    last_txn_ts: float | None
+    velocity_1h: float | None
+    small_velocity_1h: float | None
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class PredictionSink:
+    """A queue and the one thread that drains it into the log and the feature store."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.directory = Path(settings.prediction_log_dir)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._file: IO[str] | None = None
+        self._day: str | None = None
+        self._store: Any = None
+        self._push_warn = RateLimitedWarning()
+        self._closed = False
+        self._metrics = serving_metrics()
+        self._thread = threading.Thread(target=self._run, name="prediction-sink", daemon=True)
+        self._thread.start()
+
+    # --- request path -----------------------------------------------------------------
+    def submit(self, record: dict[str, Any], push: VelocityPush | None) -> None:
+        """Hand over a scored request; never blocks."""
+        self._queue.put((record, push))
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Drain everything queued, flush and fsync the log (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.error("prediction log writer did not finish within %.0fs", timeout_s)
+
+    # --- the background thread ---------------------------------------------------------
+    def _run(self) -> None:
+        last_flush = time.monotonic()
+        stopping = False
+        while not stopping:
+            try:
+                item = self._queue.get(timeout=FLUSH_INTERVAL_S)
+            except queue.Empty:
+                item = None
+            batch: list[tuple[dict[str, Any], VelocityPush | None]] = []
+            while item is not None:
+                if item is _STOP:
+                    stopping = True
+                else:
+                    batch.append(item)  # type: ignore[arg-type]
+                if len(batch) >= MAX_BATCH:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    item = None
+            try:
+                if batch:
+                    self._write([record for record, _ in batch])
+                    self._push([push for _, push in batch if push is not None])
+                if self._file is not None and (
+                    stopping or time.monotonic() - last_flush >= FLUSH_INTERVAL_S
+                ):
+                    self._file.flush()
+                    last_flush = time.monotonic()
+            except Exception:  # the thread must outlive any single bad batch
+                log.exception("prediction sink failed on a batch of %d", len(batch))
+        self._close_file()
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        if day != self._day:
+            self._close_file()
+            path = self.directory / f"predictions-{day}.jsonl"
+            self._file = path.open("a", encoding="utf-8")
+            self._day = day
+        assert self._file is not None
+        lines = []
+        for record in records:
+            try:
+                lines.append(json.dumps(record, default=_json_default, allow_nan=False))
+            except (TypeError, ValueError) as exc:
+                self._metrics.log_records.labels(outcome="error").inc()
+                log.error("dropped an unserialisable prediction record %s: %s",
+                          record.get("request_id"), exc)
+        if lines:
+            self._file.write("\n".join(lines) + "\n")
+            self._metrics.log_records.labels(outcome="written").inc(len(lines))
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+    def _push(self, pushes: list[VelocityPush]) -> None:
+        if not pushes:
+            return
+        import pandas as pd
+        from feast.data_source import PushMode
+
+        from pipelines.feature_tables import VELOCITY_AVAILABLE_AFTER
+
+        state = velocity_update(
+            [p.last_txn_ts for p in pushes],
+            [p.velocity_1h for p in pushes],
+            [p.small_velocity_1h for p in pushes],
+            [p.event_ts for p in pushes],
+            [p.amount for p in pushes],
+        )
+        frame = pd.DataFrame(
+            {
+                "user_id": np.array([p.user_id for p in pushes], dtype=np.int64),
+                # Same convention as the offline table: the state becomes visible a millisecond
+                # after its transaction, so a point-in-time join sees the state before it.
+                "event_timestamp": pd.to_datetime(state["last_txn_ts"], unit="s", utc=True)
+                + VELOCITY_AVAILABLE_AFTER,
+                "last_txn_ts": state["last_txn_ts"],
+                "velocity_1h": state["velocity_1h"],
+                "small_velocity_1h": state["small_velocity_1h"],
+            }
+        ).sort_values("event_timestamp", kind="stable")
+        try:
+            if self._store is None:
+                from features.store import open_store
+
+                self._store = open_store(self.settings)
+            self._store.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
+        except Exception as exc:  # noqa: BLE001 - a failed push must not stop logging
+            self._metrics.pushes.labels(outcome="error").inc(len(frame))
+            self._push_warn.failure("velocity push of %d rows failed: %s: %s", len(frame),
+                                    type(exc).__name__, exc)
+            return
+        self._metrics.pushes.labels(outcome="pushed").inc(len(frame))
+        self._push_warn.recovered("velocity pushes succeed again")
