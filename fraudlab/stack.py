@@ -31,8 +31,8 @@ from rich.table import Table
 
 from fraudlab.settings import REPO_ROOT, Settings
 
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
 
 # Stop order is the reverse of start order: traffic first, so it never hammers a dying server.
 COMPONENTS = ("mlflow", "serving", "traffic")
