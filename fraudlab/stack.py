@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -45,6 +46,8 @@ TRAFFIC_STATE_FILE = "traffic_state.json"
 # A simulator whose last progress write is older than this is reported as stalled: it persists
 # its state every few seconds while it sends.
 TRAFFIC_STALE_S = 90.0
+# The exact label: "transform_version" must not match.
+MODEL_VERSION_LABEL = re.compile(r'[{,]version="([^"]*)"')
 
 
 # --- process identity ------------------------------------------------------------------------
@@ -85,29 +88,45 @@ class Started:
     command: list[str]
     started_at: float
 
-    def group_members(self) -> list[int]:
-        """Live processes in this process group that were started no earlier than the leader.
+    def processes(self) -> dict[int, int]:
+        """Live processes of this component, as {pid: start time}: our group and descendants.
 
-        Children outlive a leader that died first; their group id cannot be reused while they
-        exist, and the start-time bound excludes anything older than our own process.
+        The group covers children that outlive a leader that died first (their group id cannot
+        be reused while they exist). Descendants cover workers that leave the group: BentoML's
+        circus supervisor starts each worker in a session of its own. Anything started before
+        the leader is excluded, so a recycled pid never matches.
         """
-        members = []
+        stats: dict[int, tuple[int, int, int]] = {}  # pid -> (ppid, pgid, start time)
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
-            pid = int(entry.name)
-            if _pgid_of(pid) != self.pid:
+            try:
+                raw = (entry / "stat").read_text()
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
                 continue
-            started = _start_time(pid)
-            if started is not None and started >= self.start_time:
-                members.append(pid)
-        return members
+            fields = raw[raw.rindex(")") + 2 :].split()
+            if fields[0] == "Z":  # zombies hold nothing and cannot be signalled away
+                continue
+            stats[int(entry.name)] = (int(fields[1]), int(fields[2]), int(fields[19]))
+        found = {
+            pid: start
+            for pid, (_, pgid, start) in stats.items()
+            if pgid == self.pid and start >= self.start_time
+        }
+        frontier = list(found)
+        while frontier:
+            parent = frontier.pop()
+            for pid, (ppid, _, start) in stats.items():
+                if ppid == parent and pid not in found and start >= self.start_time:
+                    found[pid] = start
+                    frontier.append(pid)
+        return found
 
     def leader_alive(self) -> bool:
         return _start_time(self.pid) == self.start_time and _pgid_of(self.pid) == self.pid
 
     def alive(self) -> bool:
-        return self.leader_alive() or bool(self.group_members())
+        return self.leader_alive() or bool(self.processes())
 
 
 def _pid_file(settings: Settings, component: str) -> Path:
@@ -231,7 +250,7 @@ def serving_ready(settings: Settings) -> bool:
 
 
 def served_model_version(settings: Settings) -> str | None:
-    """The model version serving reports in its Prometheus metrics (any ``model_version`` label).
+    """The model version serving reports in ``fraudlab_model_info`` (the series set to 1).
 
     /metrics is cheap and side-effect free, unlike a /score call that would land in the
     prediction log and the monitors.
@@ -240,11 +259,12 @@ def served_model_version(settings: Settings) -> str | None:
     if response is None or response.status_code != 200:
         return None
     for line in response.text.splitlines():
-        if line.startswith("#") or 'model_version="' not in line:
+        if not line.startswith("fraudlab_model_info{"):
             continue
-        version = line.split('model_version="', 1)[1].split('"', 1)[0]
-        if version:
-            return version
+        labels, _, value = line.rpartition(" ")
+        match = MODEL_VERSION_LABEL.search(labels)
+        if match and float(value) == 1.0:
+            return match.group(1)
     return None
 
 
@@ -492,26 +512,41 @@ def _stop(settings: Settings, component: str) -> str | None:
         _pid_file(settings, component).unlink(missing_ok=True)
         return f"{component}: pid {record.pid} was no longer running (stale pid file removed)"
     started = time.monotonic()
-    # The whole group: BentoML and MLflow run worker processes under the leader.
+    # Snapshot before signalling: once the supervisor exits, its orphaned workers are
+    # re-parented and can no longer be traced back to it.
+    tree = record.processes()
+
+    def remaining() -> list[int]:
+        return [
+            pid
+            for pid, start in tree.items()
+            if _start_time(pid) == start and _pgid_of(pid) is not None
+        ]
+
+    # The group leader first: MLflow and BentoML's supervisor stop their own workers cleanly
+    # (serving flushes its prediction log on shutdown).
     try:
         os.killpg(record.pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
-    while record.alive() and time.monotonic() - started < STOP_GRACE_S:
+    while remaining() and time.monotonic() - started < STOP_GRACE_S:
         time.sleep(0.2)
     how = "stopped"
-    if record.alive():
-        for pid in record.group_members():
+    if remaining():
+        for pid in remaining():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        how = f"killed (no exit {STOP_GRACE_S:.0f}s after SIGTERM)"
+        how = f"killed (still running {STOP_GRACE_S:.0f}s after SIGTERM)"
         deadline = time.monotonic() + 5.0
-        while record.alive() and time.monotonic() < deadline:
+        while remaining() and time.monotonic() < deadline:
             time.sleep(0.1)
     _pid_file(settings, component).unlink(missing_ok=True)
-    return f"{component}: {how} pid {record.pid} in {time.monotonic() - started:.1f}s"
+    return (
+        f"{component}: {how} pid {record.pid} ({len(tree)} processes) "
+        f"in {time.monotonic() - started:.1f}s"
+    )
 
 
 def down(settings: Settings) -> int:
@@ -587,7 +622,7 @@ def status(settings: Settings, include_traffic: bool = True) -> int:
     if state:
         detail = (
             f"{state.get('sent_total', 0):,} sent, {state.get('errors_total', 0):,} errors,"
-            f" clock {str(state.get('clock', '?'))[:16]}"
+            f" clock {str(state.get('clock', '?'))[:16].replace('T', ' ')}"
         )
         if state.get("finished"):
             detail += " (replay finished)"
