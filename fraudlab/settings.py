@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     n_users: int = Field(default=20_000, description="Number of card holders.")
     n_merchants: int = Field(default=1_500, description="Number of merchants.")
     history_days: int = Field(
-        default=60, description="Days of history before 'now' (training data comes from here)."
+        default=90, description="Days of history before 'now' (training data comes from here)."
     )
     future_days: int = Field(
         default=14, description="Days after 'now' that the traffic simulator replays."
@@ -60,7 +60,7 @@ class Settings(BaseSettings):
         default=5.0, description="Cost of declining a legitimate transaction (friction, $)."
     )
     label_maturity_days: int = Field(
-        default=30, description="Days after which a transaction's label is taken as final."
+        default=21, description="Days after which a transaction's label is taken as final."
     )
     train_threads: int = Field(default=1, description="LightGBM threads while training.")
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from fraudlab.settings import Settings
 from pipelines import feature_tables
+from pipelines.timeutil import epoch_seconds  # noqa: F401  (re-exported)
 from pipelines.generate import WorldConfig, generate
 
 RAW_FILES = ("users", "merchants", "transactions")
@@ -110,6 +111,8 @@ def build_feature_tables(settings: Settings) -> dict[str, int]:
     }
     settings.feature_data_dir.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
+        # microsecond timestamps: DuckDB (Feast's offline engine here) cannot cast tz-aware ns
+        table["event_timestamp"] = table["event_timestamp"].astype("datetime64[us, UTC]")
         table.to_parquet(settings.feature_data_dir / f"{name}.parquet", index=False)
     return {name: len(table) for name, table in tables.items()}
 

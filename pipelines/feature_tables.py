@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.transforms import velocity_update
+from pipelines.timeutil import epoch_seconds
 
 DAY = pd.Timedelta(days=1)
 VELOCITY_AVAILABLE_AFTER = pd.Timedelta(milliseconds=1)
@@ -134,7 +135,7 @@ def user_profile(users: pd.DataFrame) -> pd.DataFrame:
         {
             "user_id": users["user_id"].to_numpy(),
             "event_timestamp": users["signup_timestamp"],
-            "signup_ts": users["signup_timestamp"].astype("int64").to_numpy() / 1e9,
+            "signup_ts": epoch_seconds(users["signup_timestamp"]),
             "home_region": users["home_region"].to_numpy(),
         }
     )
@@ -148,7 +149,7 @@ def user_velocity(txns: pd.DataFrame) -> pd.DataFrame:
     """
     order = np.lexsort((txns["event_timestamp"].to_numpy(), txns["user_id"].to_numpy()))
     user = txns["user_id"].to_numpy()[order]
-    ts = txns["event_timestamp"].astype("int64").to_numpy()[order] / 1e9
+    ts = epoch_seconds(txns["event_timestamp"])[order]
     amount = txns["amount"].to_numpy()[order]
     first = np.r_[True, user[1:] != user[:-1]]
     starts = np.flatnonzero(first)
