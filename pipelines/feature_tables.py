@@ -25,6 +25,11 @@ def _day_index(ts: pd.Series, start: pd.Timestamp) -> np.ndarray:
     return ((ts - start) // DAY).to_numpy().astype(np.int64)
 
 
+def _day_starts(start: pd.Timestamp, day: np.ndarray) -> pd.DatetimeIndex:
+    """Timestamps of day starts, vectorised (Timestamp * array goes element by element)."""
+    return start + pd.to_timedelta(np.asarray(day, dtype=np.int64), unit="D")
+
+
 def _window(cum: np.ndarray, days: int) -> np.ndarray:
     """Sum over the ``days`` days before each snapshot, from a cumulative (entity × day) sum."""
     shifted = np.zeros_like(cum)
@@ -69,7 +74,7 @@ def user_stats(txns: pd.DataFrame, start: pd.Timestamp, n_days: int) -> pd.DataF
     alive = (_window(cnt, 31) + _window(cbs, 91)) > 0
     alive[:, 0] = False
     rows, snap = np.nonzero(alive)
-    out = pd.DataFrame({"user_id": users[rows], "event_timestamp": start + snap * DAY})
+    out = pd.DataFrame({"user_id": users[rows], "event_timestamp": _day_starts(start, snap)})
     for name, grid in frame.items():
         out[name] = grid[rows, snap].astype(np.float64)
     return out
@@ -93,7 +98,7 @@ def merchant_stats(txns: pd.DataFrame, merchants: pd.DataFrame, start: pd.Timest
     out = pd.DataFrame(
         {
             "merchant_id": ids[rows],
-            "event_timestamp": start + snap * DAY,
+            "event_timestamp": _day_starts(start, snap),
             "merchant_category": merchants["merchant_category"].to_numpy()[rows],
             "merchant_txn_count_7d": _window(cnt, 7)[rows, snap],
             "merchant_amount_mean_30d": np.divide(
@@ -123,7 +128,7 @@ def user_device_stats(txns: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
         {
             "user_id": daily["user_id"].to_numpy(),
             "device_id": daily["device_id"].to_numpy(),
-            "event_timestamp": start + (daily["day"].to_numpy() + 1) * DAY,
+            "event_timestamp": _day_starts(start, daily["day"].to_numpy() + 1),
             "user_device_txn_count": daily["user_device_txn_count"].astype(np.float64).to_numpy(),
         }
     )
@@ -159,14 +164,15 @@ def user_velocity(txns: pd.DataFrame) -> pd.DataFrame:
     vel = np.zeros(len(user))
     small = np.zeros(len(user))
     # walk all users forward one transaction at a time: vectorised across users
-    for r in range(int(rank.max()) + 1 if len(rank) else 0):
-        at = np.flatnonzero(rank == r)
+    by_rank = np.argsort(rank, kind="stable")
+    bounds = np.r_[0, np.cumsum(np.bincount(rank))] if len(rank) else np.array([0])
+    for r in range(len(bounds) - 1):
+        at = by_rank[bounds[r] : bounds[r + 1]]
         prev = at - 1
-        has_prev = r > 0
         state = velocity_update(
-            last[prev] if has_prev else np.full(len(at), np.nan),
-            vel[prev] if has_prev else np.zeros(len(at)),
-            small[prev] if has_prev else np.zeros(len(at)),
+            last[prev] if r > 0 else np.full(len(at), np.nan),
+            vel[prev] if r > 0 else np.zeros(len(at)),
+            small[prev] if r > 0 else np.zeros(len(at)),
             ts[at],
             amount[at],
         )

@@ -23,6 +23,7 @@ from fraudlab.settings import Settings
 
 BUNDLE_DIR = "bundle"
 ONNX_FILE = "model.onnx"
+NATIVE_FILE = "model.lgb.txt"
 SPEC_FILE = "model_spec.json"
 CHAMPION = "champion"
 CHALLENGER = "challenger"

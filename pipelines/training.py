@@ -37,7 +37,14 @@ from pipelines.data import (
     read_meta,
     read_raw,
 )
-from pipelines.registry import BUNDLE_DIR, CHALLENGER, CHAMPION, ONNX_FILE, SPEC_FILE
+from pipelines.registry import (
+    BUNDLE_DIR,
+    CHALLENGER,
+    CHAMPION,
+    NATIVE_FILE,
+    ONNX_FILE,
+    SPEC_FILE,
+)
 
 REQUEST_COLUMNS = ["txn_id", "event_timestamp", "user_id", "merchant_id", "device_id", "amount",
                    "channel", "ip_region"]
@@ -325,6 +332,8 @@ def run(settings: Settings, promote: bool = True, progress: Progress | None = No
             with tempfile.TemporaryDirectory() as tmp:
                 bundle = Path(tmp)
                 onnx.save(onnx_model, bundle / ONNX_FILE)
+                # the native model too: parity can be re-checked later (promotion gate, tests)
+                booster.save_model(str(bundle / NATIVE_FILE))
                 (bundle / SPEC_FILE).write_text(json.dumps(spec, indent=2))
                 (bundle / "feature_order.json").write_text(json.dumps(order, indent=2))
                 (bundle / "transform_spec.json").write_text(json.dumps(transform_spec(), indent=2))
