@@ -133,3 +133,14 @@ def parity_ok(result: dict[str, float]) -> bool:
     return (result["share_rows_differing"] <= PARITY_MAX_SHARE_DIFFERING
             and result["p999_abs_diff"] <= PARITY_ROW_TOLERANCE * 10
             and result["decision_agreement"] >= PARITY_MIN_DECISION_AGREEMENT)
+
+
+def load_native(directory, spec: dict):  # noqa: ANN001, ANN201
+    """The native booster and calibration stored in a model bundle (for parity re-checks)."""
+    import lightgbm as lgb
+
+    from pipelines.registry import NATIVE_FILE
+
+    booster = lgb.Booster(model_file=str(directory / NATIVE_FILE))
+    cal = spec["calibration"]
+    return booster, PlattCalibration(a=float(cal["a"]), b=float(cal["b"]))
