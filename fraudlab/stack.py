@@ -277,6 +277,19 @@ def traffic_state(settings: Settings) -> dict | None:
         return None
 
 
+def replay_finished(settings: Settings) -> bool:
+    """True when the simulator has sent every generated transaction (nothing left to run)."""
+    state = traffic_state(settings)
+    if not state or not state.get("finished"):
+        return False
+    from pipelines.data import read_clock
+
+    try:
+        return read_clock(settings).isoformat() == state.get("clock")
+    except FileNotFoundError:
+        return False
+
+
 def traffic_healthy(settings: Settings) -> bool:
     if running(settings, "traffic") is None:
         return False
@@ -458,6 +471,12 @@ def _start_traffic(settings: Settings) -> bool:
     if record is not None:
         console.print(f"[green]✓[/] traffic simulator already running (pid {record.pid})")
         return True
+    if replay_finished(settings):
+        console.print(
+            "[green]✓[/] traffic replay already finished: the clock is at the end of the "
+            "generated future (more days: FRAUDLAB_FUTURE_DAYS and `fraudlab data --force`)"
+        )
+        return True
     record = _spawn(settings, "traffic", [sys.executable, "-m", "fraudlab.cli", "simulate"])
     console.print(
         f"[bold cyan]→[/] started traffic simulator (pid {record.pid}) at "
@@ -510,7 +529,10 @@ def _stop(settings: Settings, component: str) -> str | None:
         return None
     if not record.alive():
         _pid_file(settings, component).unlink(missing_ok=True)
-        return f"{component}: pid {record.pid} was no longer running (stale pid file removed)"
+        return (
+            f"{component}: pid {record.pid} had already exited (or the pid now belongs to "
+            "another process, left alone); stale pid file removed"
+        )
     started = time.monotonic()
     # Snapshot before signalling: once the supervisor exits, its orphaned workers are
     # re-parented and can no longer be traced back to it.
@@ -617,7 +639,8 @@ def status(settings: Settings, include_traffic: bool = True) -> int:
     record = running(settings, "traffic")
     state = traffic_state(settings)
     alive = traffic_healthy(settings)
-    if include_traffic or record is not None:
+    finished = record is None and replay_finished(settings)
+    if (include_traffic or record is not None) and not finished:
         all_ok &= alive
     if state:
         detail = (
@@ -628,7 +651,10 @@ def status(settings: Settings, include_traffic: bool = True) -> int:
             detail += " (replay finished)"
     else:
         detail = "no progress yet"
-    traffic_health = _health(alive) if record else "[dim]stopped[/]"
+    if record:
+        traffic_health = _health(alive)
+    else:
+        traffic_health = "[green]finished[/]" if finished else "[dim]stopped[/]"
     table.add_row(
         "traffic",
         str(record.pid) if record else "-",

@@ -317,6 +317,8 @@ class Simulator:
         feed = LabelFeed(settings, pending_chargebacks(settings, txns))
         del txns
         state = _read_state(settings) or {}
+        if state and pd.Timestamp(state["clock"]) > data.read_clock(settings):
+            state = {}  # the clock went back: data was regenerated, earlier totals are moot
         p = self.progress
         p.sent_before = int(state.get("sent_total", 0))
         p.errors_before = int(state.get("errors_total", 0))
