@@ -156,28 +156,32 @@ def load_champion(settings: Settings) -> ServedModel:
 
 
 class RateLimitedWarning:
-    """Log a recurring failure once per ``every_s`` seconds, and its recovery once."""
+    """Log a recurring failure at most once per ``every_s`` seconds, and recovery once after.
+
+    A flapping dependency (a slow store that answers every other time) must not turn the log
+    into one line per request: the window is kept across recoveries.
+    """
 
     def __init__(self, every_s: float = 60.0) -> None:
         self.every_s = every_s
-        self._last = 0.0
+        self._last = -every_s
         self._suppressed = 0
-        self.failing = False
+        self._reported = False  # a warning went out since the last recovery line
 
     def failure(self, message: str, *args: object) -> None:
         now = time.monotonic()
-        self.failing = True
         if now - self._last >= self.every_s:
-            suffix = f" ({self._suppressed} similar warnings suppressed)" if self._suppressed else ""
+            suffix = f" (+{self._suppressed} more since the last warning)" \
+                if self._suppressed else ""
             log.warning(message + suffix, *args)
-            self._last, self._suppressed = now, 0
+            self._last, self._suppressed, self._reported = now, 0, True
         else:
             self._suppressed += 1
 
     def recovered(self, message: str, *args: object) -> None:
-        if self.failing:
+        if self._reported:
             log.info(message, *args)
-        self.failing, self._last, self._suppressed = False, 0.0, 0
+            self._reported = False
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,7 @@ class Champion:
             except Exception as exc:  # noqa: BLE001 - any failure keeps the old model
                 self._warn.failure("champion check failed, still serving version %s: %s",
                                    before.version, exc)
+                self._count("registry_unreachable")
                 return ReloadOutcome(before.version, before.version, False,
                                      f"registry unreachable, kept version {before.version}")
             self._warn.recovered("registry reachable again (serving version %s)",
@@ -241,14 +246,22 @@ class Champion:
                     log.error("champion moved to version %s but it cannot be served; still"
                               " serving version %s: %s", version, before.version, exc)
                     self._failed_versions.add(version)
+                self._count("rejected")
                 return ReloadOutcome(before.version, before.version, False,
                                      f"version {version} rejected: {exc}")
             self.current = candidate  # the swap: atomic, in-flight requests keep their model
             if self._on_swap is not None:
                 self._on_swap(before, candidate)
+            self._count("swapped")
             log.info("now serving model version %s (was %s)", version, before.version)
             return ReloadOutcome(before.version, version, True,
                                  f"loaded version {version}")
+
+    @staticmethod
+    def _count(outcome: str) -> None:
+        from serving.metrics import serving_metrics
+
+        serving_metrics().reloads.labels(outcome=outcome).inc()
 
     def start_polling(self) -> None:
         def loop() -> None:

