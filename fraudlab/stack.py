@@ -167,10 +167,19 @@ def running(settings: Settings, component: str) -> Started | None:
     return None
 
 
+# The environment as the user launched us, taken before bootstrap imports Feast and MLflow:
+# Feast points PROMETHEUS_MULTIPROC_DIR at a temporary directory it deletes when this process
+# exits, and a child inheriting it fails to import Feast (or to count metrics) later.
+_LAUNCH_ENVIRONMENT = dict(os.environ)
+
+
 def _child_environment(settings: Settings) -> dict[str, str]:
-    """The parent's environment plus every setting, so children see the same configuration
+    """The launch environment plus every setting, so children see the same configuration
     even when it came from a ``.env`` file in another working directory."""
-    env = dict(os.environ)
+    env = dict(_LAUNCH_ENVIRONMENT)
+    multiproc = env.get("PROMETHEUS_MULTIPROC_DIR")
+    if multiproc and not Path(multiproc).is_dir():
+        del env["PROMETHEUS_MULTIPROC_DIR"]
     for name in type(settings).model_fields:
         value = getattr(settings, name)
         if value is not None:
