@@ -1,7 +1,8 @@
 """HTTP details BentoML decides differently from our contract.
 
 Owns: ``InvalidRequestStatus``, the ASGI middleware that answers request validation failures on
-the scoring routes with 422 Unprocessable Entity. Must not: change bodies, or touch any
+the scoring routes with 422 Unprocessable Entity, and counts them
+(``fraudlab_rejected_requests{reason="invalid_request"}``). Must not: change bodies, or touch any
 response other than a 400 from a route it was given.
 
 BentoML answers a request body that fails its pydantic model with 400 and a body listing every
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from serving.metrics import serving_metrics
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -35,6 +38,7 @@ class InvalidRequestStatus:
         async def send_422_for_400(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 400:
                 message["status"] = 422
+                serving_metrics().rejected.labels(reason="invalid_request").inc()
             await send(message)
 
         await self.app(scope, receive, send_422_for_400)

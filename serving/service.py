@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import bentoml
-from bentoml.exceptions import UnprocessableEntity
+from starlette.responses import JSONResponse
 
 from features.transforms import STORED_FEATURES, build_model_inputs, to_matrix
 from fraudlab.settings import get_settings
@@ -107,8 +107,11 @@ class FraudScorer:
         return self.sink.alive()
 
     # --- API ----------------------------------------------------------------------------
-    @bentoml.api(route="/score")
-    async def score(self, txn: Transaction, /) -> ScoreResult:
+    # output_spec is explicit because a refusal returns its own 422 response instead of raising:
+    # BentoML logs a raised error with a full traceback at ERROR, and an unknown user is an
+    # ordinary answer, not a server fault.
+    @bentoml.api(route="/score", output_spec=ScoreResult)
+    async def score(self, txn: Transaction, /) -> ScoreResult | JSONResponse:
         model = self.champion.current  # one read: this request is scored by one version
         when = txn.timestamp or datetime.now(UTC)
         event_ts = when.timestamp()
@@ -120,17 +123,12 @@ class FraudScorer:
         stored = lookup.values
         if stored is not None:
             if stored.get("signup_ts") is None:
-                self.metrics.rejected.labels(reason="unknown_user").inc()
-                raise UnprocessableEntity(
-                    f"unknown user_id {txn.user_id}: no profile in the feature store"
-                    " (is the user new, or has the profile not been materialised yet?)"
-                )
+                return self._reject("user_id", txn.user_id, "unknown_user",
+                                    "no profile in the feature store (a user who signed up"
+                                    " after the last materialisation, or a wrong id)")
             if stored.get("merchant_category") is None:
-                self.metrics.rejected.labels(reason="unknown_merchant").inc()
-                raise UnprocessableEntity(
-                    f"unknown merchant_id {txn.merchant_id}: no merchant features in the"
-                    " feature store"
-                )
+                return self._reject("merchant_id", txn.merchant_id, "unknown_merchant",
+                                    "no merchant features in the feature store")
         else:
             self.metrics.fallbacks.labels(reason=lookup.fallback_reason).inc()
 
@@ -181,6 +179,15 @@ class FraudScorer:
             model_version=model.version,
             fallback=stored is None,
             fallback_reason=lookup.fallback_reason,
+        )
+
+    def _reject(self, field: str, value: int, reason: str, why: str) -> JSONResponse:
+        self.metrics.rejected.labels(reason=reason).inc()
+        message = f"unknown {field} {value}: {why}"
+        return JSONResponse(
+            {"error": message,
+             "detail": [{"type": reason, "loc": [field], "msg": message, "input": value}]},
+            status_code=422,
         )
 
     @bentoml.api(route="/reload")
