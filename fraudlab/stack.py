@@ -370,47 +370,72 @@ def _port_bound(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _start_mlflow(settings: Settings) -> bool:
-    if settings.mlflow_tracking_uri:
-        console.print(f"  MLflow is external ({settings.tracking_uri}); not starting one")
-        return _wait_until(
-            "mlflow", lambda: mlflow_healthy(settings), MLFLOW_TIMEOUT_S, settings, None
-        )
-    record = running(settings, "mlflow")
-    if record is None and mlflow_healthy(settings):
-        console.print(f"[green]✓[/] mlflow already answering at {settings.tracking_uri}")
+@dataclass(frozen=True)
+class Server:
+    """A component with an HTTP health check that ``up`` starts unless it is external."""
+
+    name: str
+    url: str
+    port: int
+    port_variable: str
+    external: bool
+    healthy: Callable[[], bool]
+    timeout_s: float
+    command: list[str]
+    extra_env: dict[str, str]
+
+
+def _ensure_server(settings: Settings, server: Server) -> bool:
+    """Start ``server`` unless it already answers, then wait until it is healthy."""
+    if server.external:
+        console.print(f"  {server.name} is external ({server.url}); not starting it")
+        return _wait_until(server.name, server.healthy, server.timeout_s, settings, None)
+    record = running(settings, server.name)
+    if record is None and server.healthy():
+        console.print(f"[green]✓[/] {server.name} already answering at {server.url}")
         return True
     if record is None:
-        if _port_bound(settings.bind_host, settings.mlflow_port):
+        if _port_bound(settings.bind_host, server.port):
             console.print(
-                f"[bold red]✗[/] port {settings.mlflow_port} is taken by a process fraudlab did "
-                "not start; set FRAUDLAB_MLFLOW_PORT to a free port, then `fraudlab up`"
+                f"[bold red]✗[/] port {server.port} is taken by a process fraudlab did not "
+                f"start; set {server.port_variable} to a free port, then `fraudlab up`"
             )
             return False
-        mlflow_dir = settings.mlflow_dir
-        command = [
-            *_tool("mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{mlflow_dir / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(mlflow_dir / "artifacts"),
-            "--host",
-            settings.bind_host,
-            "--port",
-            str(settings.mlflow_port),
-            "-w",
-            "1",
-        ]
-        # One worker and no job runner: 2 processes and ~400 MB instead of ~15 and 1.7 GB.
-        record = _spawn(
-            settings, "mlflow", command, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        )
-        console.print(
-            f"[bold cyan]→[/] started mlflow (pid {record.pid}) on {settings.tracking_uri}"
-        )
-    return _wait_until(
-        "mlflow", lambda: mlflow_healthy(settings), MLFLOW_TIMEOUT_S, settings, record
+        record = _spawn(settings, server.name, server.command, server.extra_env)
+        console.print(f"[bold cyan]→[/] started {server.name} (pid {record.pid}) on {server.url}")
+    return _wait_until(server.name, server.healthy, server.timeout_s, settings, record)
+
+
+def _start_mlflow(settings: Settings) -> bool:
+    mlflow_dir = settings.mlflow_dir
+    command = [
+        *_tool("mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(mlflow_dir / "artifacts"),
+        "--host",
+        settings.bind_host,
+        "--port",
+        str(settings.mlflow_port),
+        "-w",
+        "1",
+    ]
+    return _ensure_server(
+        settings,
+        Server(
+            name="mlflow",
+            url=settings.tracking_uri,
+            port=settings.mlflow_port,
+            port_variable="FRAUDLAB_MLFLOW_PORT",
+            external=bool(settings.mlflow_tracking_uri),
+            healthy=lambda: mlflow_healthy(settings),
+            timeout_s=MLFLOW_TIMEOUT_S,
+            command=command,
+            # One worker and no job runner: 2 processes and ~400 MB instead of ~15 and 1.7 GB.
+            extra_env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        ),
     )
 
 
@@ -440,38 +465,29 @@ def _bootstrap(settings: Settings) -> bool:
 
 
 def _start_serving(settings: Settings) -> bool:
-    if settings.serving_url:
-        console.print(f"  serving is external ({settings.serving_base_url}); not starting it")
-        return _wait_until(
-            "serving", lambda: serving_ready(settings), SERVING_TIMEOUT_S, settings, None
-        )
-    record = running(settings, "serving")
-    if record is None and serving_ready(settings):
-        console.print(f"[green]✓[/] serving already ready at {settings.serving_base_url}")
-        return True
-    if record is None:
-        if _port_bound(settings.bind_host, settings.serving_port):
-            console.print(
-                f"[bold red]✗[/] port {settings.serving_port} is taken by a process fraudlab did "
-                "not start; set FRAUDLAB_SERVING_PORT to a free port, then `fraudlab up`"
-            )
-            return False
-        command = [
-            *_tool("bentoml"),
-            "serve",
-            "serving.service:FraudScorer",
-            "--host",
-            settings.bind_host,
-            "--port",
-            str(settings.serving_port),
-        ]
-        record = _spawn(settings, "serving", command)
-        console.print(
-            f"[bold cyan]→[/] started serving (pid {record.pid}) on {settings.serving_base_url}"
-        )
-    # The port opens seconds before the worker has loaded the model: only /readyz counts.
-    return _wait_until(
-        "serving", lambda: serving_ready(settings), SERVING_TIMEOUT_S, settings, record
+    command = [
+        *_tool("bentoml"),
+        "serve",
+        "serving.service:FraudScorer",
+        "--host",
+        settings.bind_host,
+        "--port",
+        str(settings.serving_port),
+    ]
+    return _ensure_server(
+        settings,
+        Server(
+            name="serving",
+            url=settings.serving_base_url,
+            port=settings.serving_port,
+            port_variable="FRAUDLAB_SERVING_PORT",
+            external=bool(settings.serving_url),
+            # The port opens seconds before the worker has loaded the model: only /readyz counts.
+            healthy=lambda: serving_ready(settings),
+            timeout_s=SERVING_TIMEOUT_S,
+            command=command,
+            extra_env={},
+        ),
     )
 
 

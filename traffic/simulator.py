@@ -21,6 +21,7 @@ import logging
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -383,6 +384,8 @@ def run(settings: Settings, rps: float, max_requests: int | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # Feast logs a registry refresh per view per materialisation (cache_ttl_seconds: 0).
     logging.getLogger("feast").setLevel(logging.WARNING)
+    # ibis (Feast's DuckDB offline store) warns about its own deprecated calls on every view.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis\.")
     if rps <= 0:
         log.error("rps must be positive (got %s): `fraudlab simulate --rps 5`", rps)
         return 2
