@@ -32,18 +32,18 @@ def open_store(settings: Settings | None = None) -> FeatureStore:
     """A FeatureStore for this environment (about two seconds: Feast's import dominates)."""
     settings = settings or get_settings()
     for key, value in feast_environment(settings).items():
-        os.environ.setdefault(key, value)
+        os.environ[key] = value  # the settings object is the truth, not a stale variable
     settings.feast_registry.parent.mkdir(parents=True, exist_ok=True)
     from feast import FeatureStore
 
     return FeatureStore(repo_path=str(FEATURE_REPO))
 
 
-def apply_definitions(store: FeatureStore) -> None:
+def apply_definitions(store: FeatureStore, settings: Settings | None = None) -> None:
     """Register entities, sources, views and services (idempotent)."""
-    from features.definitions import ALL_OBJECTS
+    from features.definitions import build
 
-    store.apply(ALL_OBJECTS)
+    store.apply(build((settings or get_settings()).feature_data_dir))
 
 
 def materialize(store: FeatureStore, end: datetime) -> None:

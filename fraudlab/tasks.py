@@ -60,7 +60,7 @@ def prepare_features(settings: Settings) -> None:
     with step("opening the feature store"):
         store = open_store(settings)
     with step("applying feature definitions"):
-        apply_definitions(store)
+        apply_definitions(store, settings)
     now = data.read_clock(settings)
     with step(f"materialising online features up to {now:%Y-%m-%d %H:%M}"):
         materialize(store, now.to_pydatetime())
