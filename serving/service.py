@@ -44,8 +44,9 @@ from serving.model import ServedModel
 from serving.schemas import ReloadResult, ScoreResult, Transaction
 
 # A registry outage must cost a start-up or a reload check seconds, not the minutes MLflow's
-# default retry schedule (7 retries, exponential backoff) would spend. Operators can override.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+# default retry schedule (7 retries, exponential backoff) would spend; the poller retries on its
+# own schedule anyway, and start-up falls back to the cached bundle. Operators can override.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
 DECISIONS = ("decline", "approve")
