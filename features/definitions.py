@@ -23,8 +23,7 @@ from feast import (
     RequestSource,
     ValueType,
 )
-from feast.on_demand_feature_view import on_demand_feature_view
-from feast.types import Float64, Int64, String
+from feast.types import Float64, String
 
 from fraudlab.settings import get_settings
 

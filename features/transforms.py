@@ -128,8 +128,10 @@ def _num(values: object, default: float) -> np.ndarray:
 
 
 def _has_none(values: object) -> bool:
-    return isinstance(values, (list, tuple)) and any(v is None for v in values) or (
-        isinstance(values, np.ndarray) and values.dtype == object
+    return (
+        isinstance(values, (list, tuple))
+        and any(v is None for v in values)
+        or (isinstance(values, np.ndarray) and values.dtype == object)
     )
 
 
@@ -138,14 +140,17 @@ def _none_to_nan(values: object) -> np.ndarray:
 
 
 _LOOKUPS: dict[tuple[str, ...], dict[str, int]] = {
-    vocab: {v: i for i, v in enumerate(vocab)} for vocab in (REGIONS, MERCHANT_CATEGORIES, CHANNELS)
+    vocab: {v: i for i, v in enumerate(vocab)}
+    for vocab in (REGIONS, MERCHANT_CATEGORIES, CHANNELS)
 }
 
 
 def _code(values: object, vocabulary: tuple[str, ...]) -> np.ndarray:
     """Index of each value in ``vocabulary``; -1 for missing or unknown values."""
     lookup = _LOOKUPS[vocabulary]
-    return np.array([lookup.get(v, -1) for v in np.asarray(values, dtype=object)], dtype=np.float64)
+    return np.array(
+        [lookup.get(v, -1) for v in np.asarray(values, dtype=object)], dtype=np.float64
+    )
 
 
 def build_model_inputs(columns: Mapping[str, object]) -> dict[str, np.ndarray]:
@@ -155,15 +160,19 @@ def build_model_inputs(columns: Mapping[str, object]) -> dict[str, np.ndarray]:
     (missing values as None or NaN); ``event_ts`` is the transaction time in epoch seconds.
     """
     n = len(np.atleast_1d(np.asarray(columns["amount"], dtype=object)))
-    stored = {name: _num(columns.get(name, [None] * n), STORED_DEFAULTS.get(name, np.nan))
-              for name in STORED_FEATURES
-              if name not in ("home_region", "merchant_category")}
+    stored = {
+        name: _num(columns.get(name, [None] * n), STORED_DEFAULTS.get(name, np.nan))
+        for name in STORED_FEATURES
+        if name not in ("home_region", "merchant_category")
+    }
     amount = _num(columns["amount"], np.nan)
     event_ts = _num(columns["event_ts"], np.nan)
 
     since_last = event_ts - stored["last_txn_ts"]
     known_last = ~np.isnan(since_last)
-    since_last = np.where(known_last, np.clip(since_last, 0.0, NO_PREVIOUS_TXN_S), NO_PREVIOUS_TXN_S)
+    since_last = np.where(
+        known_last, np.clip(since_last, 0.0, NO_PREVIOUS_TXN_S), NO_PREVIOUS_TXN_S
+    )
     decay = np.where(known_last, np.exp(-since_last / VELOCITY_TAU_S), 0.0)
 
     account_age = (event_ts - stored["signup_ts"]) / SECONDS_PER_DAY
@@ -197,7 +206,9 @@ def build_model_inputs(columns: Mapping[str, object]) -> dict[str, np.ndarray]:
     }
 
 
-def to_matrix(inputs: Mapping[str, np.ndarray], feature_order: list[str] | tuple[str, ...]) -> np.ndarray:
+def to_matrix(
+    inputs: Mapping[str, np.ndarray], feature_order: list[str] | tuple[str, ...]
+) -> np.ndarray:
     """Stack model inputs into a float32 matrix in the model's own feature order."""
     missing = [name for name in feature_order if name not in inputs]
     if missing:

@@ -22,7 +22,9 @@ app = typer.Typer(
 
 @app.command()
 def data(
-    force: Annotated[bool, typer.Option(help="Regenerate even if data for this seed exists.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Regenerate even if data for this seed exists.")
+    ] = False,
 ) -> None:
     """Generate the synthetic world and build the offline feature tables."""
     from fraudlab import tasks
@@ -91,7 +93,9 @@ def logs(
 
 @app.command()
 def simulate(
-    rps: Annotated[float | None, typer.Option(help="Requests per second (default: settings).")] = None,
+    rps: Annotated[
+        float | None, typer.Option(help="Requests per second (default: settings).")
+    ] = None,
     max_requests: Annotated[
         int | None, typer.Option(help="Stop after this many requests (default: run on).")
     ] = None,
@@ -100,8 +104,9 @@ def simulate(
     from traffic import simulator
 
     settings = get_settings()
-    raise typer.Exit(simulator.run(settings, rps=rps or settings.traffic_rps,
-                                   max_requests=max_requests))
+    raise typer.Exit(
+        simulator.run(settings, rps=rps or settings.traffic_rps, max_requests=max_requests)
+    )
 
 
 @app.command()
@@ -113,8 +118,13 @@ def loadtest(
     from traffic import loadtest as lt
 
     settings = get_settings()
-    raise typer.Exit(lt.run(settings, rps=rps or settings.loadtest_rps,
-                            seconds=seconds or settings.loadtest_seconds))
+    raise typer.Exit(
+        lt.run(
+            settings,
+            rps=rps or settings.loadtest_rps,
+            seconds=seconds or settings.loadtest_seconds,
+        )
+    )
 
 
 if __name__ == "__main__":

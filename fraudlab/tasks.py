@@ -41,11 +41,14 @@ def prepare_data(settings: Settings, force: bool = False) -> bool:
     if data.data_exists(settings) and not force:
         console.print(f"[green]✓[/] data for seed {settings.seed} already in {settings.data_dir}")
         return False
-    with step(f"generating {settings.n_users:,} users over "
-              f"{settings.history_days}+{settings.future_days} days (seed {settings.seed})"):
+    with step(
+        f"generating {settings.n_users:,} users over "
+        f"{settings.history_days}+{settings.future_days} days (seed {settings.seed})"
+    ):
         meta = data.generate_world(settings)
-    console.print(f"  {meta['n_transactions']:,} transactions, "
-                  f"fraud rate {meta['fraud_rate']:.4f}")
+    console.print(
+        f"  {meta['n_transactions']:,} transactions, fraud rate {meta['fraud_rate']:.4f}"
+    )
     with step("building offline feature tables"):
         rows = data.build_feature_tables(settings)
     console.print("  " + ", ".join(f"{k}: {v:,}" for k, v in rows.items()))

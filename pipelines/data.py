@@ -19,8 +19,8 @@ import pandas as pd
 
 from fraudlab.settings import Settings
 from pipelines import feature_tables
-from pipelines.timeutil import epoch_seconds  # noqa: F401  (re-exported)
 from pipelines.generate import WorldConfig, generate
+from pipelines.timeutil import epoch_seconds  # noqa: F401  (re-exported)
 
 RAW_FILES = ("users", "merchants", "transactions")
 
@@ -70,7 +70,9 @@ def generate_world(settings: Settings) -> dict:
     for name in RAW_FILES:
         getattr(world, name).to_parquet(settings.data_dir / f"{name}.parquet", index=False)
     txns = world.transactions
-    labels = txns.loc[txns["chargeback_timestamp"] < config.now, ["txn_id", "chargeback_timestamp"]]
+    labels = txns.loc[
+        txns["chargeback_timestamp"] < config.now, ["txn_id", "chargeback_timestamp"]
+    ]
     settings.label_dir.mkdir(parents=True, exist_ok=True)
     clock_path(settings).unlink(missing_ok=True)
     for stale in settings.label_dir.glob("*.parquet"):
@@ -81,7 +83,7 @@ def generate_world(settings: Settings) -> dict:
         "start": config.start.isoformat(),
         "now": config.now.isoformat(),
         "end": config.end.isoformat(),
-        "n_transactions": int(len(txns)),
+        "n_transactions": len(txns),
         "n_history": int((txns["event_timestamp"] < config.now).sum()),
         "fraud_rate": float(txns["is_fraud"].mean()),
         "transactions_hash": frame_hash(txns),
@@ -98,7 +100,7 @@ def build_feature_tables(settings: Settings) -> dict[str, int]:
     """Write every offline feature table; return rows written per table."""
     meta = read_meta(settings)
     start = pd.Timestamp(meta["start"])
-    n_days = int(round((pd.Timestamp(meta["end"]) - start) / pd.Timedelta(days=1)))
+    n_days = round((pd.Timestamp(meta["end"]) - start) / pd.Timedelta(days=1))
     txns = read_raw(settings, "transactions")
     users = read_raw(settings, "users")
     merchants = read_raw(settings, "merchants")
@@ -121,8 +123,12 @@ def read_labels(settings: Settings, as_of: pd.Timestamp | None = None) -> pd.Dat
     """Chargebacks that had arrived by ``as_of`` (all that arrived so far when None)."""
     files = sorted(settings.label_dir.glob("*.parquet"))
     if not files:
-        return pd.DataFrame({"txn_id": pd.Series(dtype="int64"),
-                             "chargeback_timestamp": pd.Series(dtype="datetime64[ns, UTC]")})
+        return pd.DataFrame(
+            {
+                "txn_id": pd.Series(dtype="int64"),
+                "chargeback_timestamp": pd.Series(dtype="datetime64[ns, UTC]"),
+            }
+        )
     labels = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     labels = labels.drop_duplicates("txn_id")
     if as_of is not None:

@@ -139,10 +139,15 @@ def slice_metrics(
         for value, part in frame.groupby(column, dropna=False, observed=True):
             if part["y"].sum() >= min_positives:
                 out[name][str(value)] = classification_metrics(
-                    part["y"].to_numpy(), part["score"].to_numpy(), part["amount"].to_numpy(),
-                    threshold, false_decline_cost,
+                    part["y"].to_numpy(),
+                    part["score"].to_numpy(),
+                    part["amount"].to_numpy(),
+                    threshold,
+                    false_decline_cost,
                 )
             else:
-                out[name][str(value)] = {"n": float(len(part)),
-                                         "positives": float(part["y"].sum())}
+                out[name][str(value)] = {
+                    "n": float(len(part)),
+                    "positives": float(part["y"].sum()),
+                }
     return out

@@ -44,12 +44,12 @@ def fit_platt(probability: np.ndarray, y: np.ndarray) -> PlattCalibration:
     return PlattCalibration(a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
 
 
-def native_scores(booster, calibration: PlattCalibration, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
+def native_scores(booster, calibration: PlattCalibration, x: np.ndarray) -> np.ndarray:
     """Calibrated scores from the native LightGBM booster (the reference for parity)."""
     return calibration.apply(booster.predict(x, num_threads=1))
 
 
-def to_onnx(booster, calibration: PlattCalibration, n_features: int):  # noqa: ANN001
+def to_onnx(booster, calibration: PlattCalibration, n_features: int):
     """Convert ``booster`` and append the calibration: one graph, input [N, k] → score [N]."""
     import onnx
     from onnx import TensorProto, helper
@@ -89,7 +89,7 @@ def to_onnx(booster, calibration: PlattCalibration, n_features: int):  # noqa: A
     return model
 
 
-def onnx_session(model_bytes: bytes, threads: int = 1):  # noqa: ANN201
+def onnx_session(model_bytes: bytes, threads: int = 1):
     """An onnxruntime session with threads set on purpose (defaults wreck tails on 2 cores)."""
     import onnxruntime as ort
 
@@ -100,12 +100,13 @@ def onnx_session(model_bytes: bytes, threads: int = 1):  # noqa: ANN201
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def onnx_scores(session, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
+def onnx_scores(session, x: np.ndarray) -> np.ndarray:
     return session.run([ONNX_OUTPUT], {ONNX_INPUT: np.asarray(x, dtype=np.float32)})[0]
 
 
-def parity(booster, calibration: PlattCalibration, session, x: np.ndarray,  # noqa: ANN001
-           threshold: float) -> dict[str, float]:
+def parity(
+    booster, calibration: PlattCalibration, session, x: np.ndarray, threshold: float
+) -> dict[str, float]:
     """How far the ONNX graph's scores are from the native model's on ``x``.
 
     ONNX tree ensembles compare in float32 while LightGBM splits in float64, so a handful of
@@ -118,8 +119,12 @@ def parity(booster, calibration: PlattCalibration, session, x: np.ndarray,  # no
     converted = onnx_scores(session, x).astype(np.float64)
     diff = np.abs(native - converted)
     if not len(diff):
-        return {"max_abs_diff": 0.0, "p999_abs_diff": 0.0, "share_rows_differing": 0.0,
-                "decision_agreement": 1.0}
+        return {
+            "max_abs_diff": 0.0,
+            "p999_abs_diff": 0.0,
+            "share_rows_differing": 0.0,
+            "decision_agreement": 1.0,
+        }
     return {
         "max_abs_diff": float(np.max(diff)),
         "p999_abs_diff": float(np.quantile(diff, 0.999)),
@@ -130,12 +135,14 @@ def parity(booster, calibration: PlattCalibration, session, x: np.ndarray,  # no
 
 def parity_ok(result: dict[str, float]) -> bool:
     """The parity rule used by training and the promotion gate alike."""
-    return (result["share_rows_differing"] <= PARITY_MAX_SHARE_DIFFERING
-            and result["p999_abs_diff"] <= PARITY_ROW_TOLERANCE * 10
-            and result["decision_agreement"] >= PARITY_MIN_DECISION_AGREEMENT)
+    return (
+        result["share_rows_differing"] <= PARITY_MAX_SHARE_DIFFERING
+        and result["p999_abs_diff"] <= PARITY_ROW_TOLERANCE * 10
+        and result["decision_agreement"] >= PARITY_MIN_DECISION_AGREEMENT
+    )
 
 
-def load_native(directory, spec: dict):  # noqa: ANN001, ANN201
+def load_native(directory, spec: dict):
     """The native booster and calibration stored in a model bundle (for parity re-checks)."""
     import lightgbm as lgb
 

@@ -37,8 +37,9 @@ def _window(cum: np.ndarray, days: int) -> np.ndarray:
     return cum - shifted
 
 
-def _dense_daily(ids: np.ndarray, days: np.ndarray, values: np.ndarray, n_ids: int,
-                 n_days: int) -> np.ndarray:
+def _dense_daily(
+    ids: np.ndarray, days: np.ndarray, values: np.ndarray, n_ids: int, n_days: int
+) -> np.ndarray:
     """Cumulative sums at each snapshot k: totals over days strictly before day k."""
     grid = np.zeros((n_ids, n_days + 1))
     ok = (days >= 0) & (days < n_days)
@@ -80,8 +81,9 @@ def user_stats(txns: pd.DataFrame, start: pd.Timestamp, n_days: int) -> pd.DataF
     return out
 
 
-def merchant_stats(txns: pd.DataFrame, merchants: pd.DataFrame, start: pd.Timestamp,
-                   n_days: int) -> pd.DataFrame:
+def merchant_stats(
+    txns: pd.DataFrame, merchants: pd.DataFrame, start: pd.Timestamp, n_days: int
+) -> pd.DataFrame:
     """Daily per-merchant volume, amount level and chargeback rate (snapshot at day start)."""
     ids = merchants["merchant_id"].to_numpy()
     midx = np.searchsorted(ids, txns["merchant_id"].to_numpy())
@@ -116,8 +118,13 @@ def user_device_stats(txns: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
     """How often a user has used a device, snapshot at the start of each day after a use."""
     day = _day_index(txns["event_timestamp"], start)
     daily = (
-        pd.DataFrame({"user_id": txns["user_id"].to_numpy(),
-                      "device_id": txns["device_id"].to_numpy(), "day": day})
+        pd.DataFrame(
+            {
+                "user_id": txns["user_id"].to_numpy(),
+                "device_id": txns["device_id"].to_numpy(),
+                "day": day,
+            }
+        )
         .groupby(["user_id", "device_id", "day"], sort=True)
         .size()
         .rename("n")
@@ -177,7 +184,9 @@ def user_velocity(txns: pd.DataFrame) -> pd.DataFrame:
             amount[at],
         )
         last[at], vel[at], small[at] = (
-            state["last_txn_ts"], state["velocity_1h"], state["small_velocity_1h"]
+            state["last_txn_ts"],
+            state["velocity_1h"],
+            state["small_velocity_1h"],
         )
     return pd.DataFrame(
         {

@@ -90,7 +90,7 @@ def generate(config: WorldConfig) -> World:
     users = _users(config, rng)
     merchants = _merchants(config, rng)
     legit = _legit_transactions(config, rng, users, merchants)
-    n_fraud_target = int(round(config.fraud_rate * len(legit) / (1 - config.fraud_rate)))
+    n_fraud_target = round(config.fraud_rate * len(legit) / (1 - config.fraud_rate))
     fraud = _fraud_transactions(config, rng, users, merchants, n_fraud_target)
     txns = pd.concat([legit, fraud], ignore_index=True)
     txns = txns[(txns["event_timestamp"] >= config.start) & (txns["event_timestamp"] < config.end)]
@@ -246,8 +246,11 @@ def _fraud_transactions(
     start = np.floor(start / SECONDS_PER_DAY) * SECONDS_PER_DAY + _hours(rng, len(sizes), 0.45)
     victim = victims(len(sizes))[ev]
     home = np.array([home_of[u] for u in victim])
-    cats = rng.choice(["electronics", "gift_cards", "travel", "digital_goods", "fashion"],
-                      len(ev), p=[0.35, 0.25, 0.15, 0.15, 0.10])
+    cats = rng.choice(
+        ["electronics", "gift_cards", "travel", "digital_goods", "fashion"],
+        len(ev),
+        p=[0.35, 0.25, 0.15, 0.15, 0.10],
+    )
     frames.append(
         pd.DataFrame(
             {
@@ -272,7 +275,9 @@ def _fraud_transactions(
     start = np.floor(start / SECONDS_PER_DAY) * SECONDS_PER_DAY + _hours(rng, len(sizes), 0.35)
     victim = victims(len(sizes))[ev]
     home = np.array([home_of[u] for u in victim])
-    event_cat = rng.choice(["digital_goods", "gift_cards", "gambling"], len(sizes), p=[0.6, 0.25, 0.15])
+    event_cat = rng.choice(
+        ["digital_goods", "gift_cards", "gambling"], len(sizes), p=[0.6, 0.25, 0.15]
+    )
     event_merchant = _pick_merchants(rng, merchants, event_cat)
     own_device = victim * 10
     frames.append(
@@ -281,8 +286,9 @@ def _fraud_transactions(
                 "seconds": start[ev] + off,
                 "user_id": victim,
                 "merchant_id": event_merchant[ev],
-                "device_id": np.where(rng.random(len(sizes)) < 0.6,
-                                      rng.choice(fraud_devices, len(sizes)), -1)[ev],
+                "device_id": np.where(
+                    rng.random(len(sizes)) < 0.6, rng.choice(fraud_devices, len(sizes)), -1
+                )[ev],
                 "amount": np.round(rng.uniform(0.5, 5.0, len(ev)), 2),
                 "channel": "web",
                 "ip_region": other_region(home, 0.5),
@@ -321,12 +327,23 @@ def _fraud_transactions(
         )
 
     fraud = pd.concat(frames, ignore_index=True)
-    fraud["event_timestamp"] = config.start + pd.to_timedelta(np.round(fraud.pop("seconds")), unit="s")
+    fraud["event_timestamp"] = config.start + pd.to_timedelta(
+        np.round(fraud.pop("seconds")), unit="s"
+    )
     fraud["amount"] = fraud["amount"].clip(0.5, 20_000)
     fraud["is_fraud"] = np.int8(1)
     return fraud[
-        ["event_timestamp", "user_id", "merchant_id", "device_id", "amount", "channel",
-         "ip_region", "is_fraud", "fraud_pattern"]
+        [
+            "event_timestamp",
+            "user_id",
+            "merchant_id",
+            "device_id",
+            "amount",
+            "channel",
+            "ip_region",
+            "is_fraud",
+            "fraud_pattern",
+        ]
     ]
 
 

@@ -46,8 +46,16 @@ from pipelines.registry import (
     SPEC_FILE,
 )
 
-REQUEST_COLUMNS = ["txn_id", "event_timestamp", "user_id", "merchant_id", "device_id", "amount",
-                   "channel", "ip_region"]
+REQUEST_COLUMNS = [
+    "txn_id",
+    "event_timestamp",
+    "user_id",
+    "merchant_id",
+    "device_id",
+    "amount",
+    "channel",
+    "ip_region",
+]
 WARMUP_DAYS = 14  # windowed features need history before their values mean anything
 
 LGBM_PARAMS: dict[str, Any] = {
@@ -90,8 +98,9 @@ def training_window(settings: Settings, clock: pd.Timestamp) -> tuple[pd.Timesta
     return start, end
 
 
-def entity_frame(txns: pd.DataFrame, labels: pd.DataFrame, start: pd.Timestamp,
-                 end: pd.Timestamp) -> pd.DataFrame:
+def entity_frame(
+    txns: pd.DataFrame, labels: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
     """Transactions in [start, end) with their label: 1 if a chargeback had arrived."""
     window = txns[(txns["event_timestamp"] >= start) & (txns["event_timestamp"] < end)]
     frame = window[REQUEST_COLUMNS].copy()
@@ -110,69 +119,106 @@ def split_by_time(frame: pd.DataFrame, fractions: tuple[float, float] = (0.7, 0.
     """'train' / 'valid' / 'test' by day: the test days are the latest."""
     day = frame["event_timestamp"].dt.floor("D")
     days = np.sort(day.unique())
-    n_train = int(round(len(days) * fractions[0]))
-    n_valid = max(1, int(round(len(days) * fractions[1])))
+    n_train = round(len(days) * fractions[0])
+    n_valid = max(1, round(len(days) * fractions[1]))
     split = np.full(len(frame), "test", dtype=object)
     split[(day < days[n_train]).to_numpy()] = "train"
     split[((day >= days[n_train]) & (day < days[n_train + n_valid])).to_numpy()] = "valid"
     return split
 
 
-def fit(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
-        feature_order: list[str], threads: int, seed: int):  # noqa: ANN201
+def fit(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_valid: np.ndarray,
+    y_valid: np.ndarray,
+    feature_order: list[str],
+    threads: int,
+    seed: int,
+):
     import lightgbm as lgb
 
-    params = {**LGBM_PARAMS, "num_threads": threads, "seed": seed,
-              "metric": "average_precision", "deterministic": True}
+    params = {
+        **LGBM_PARAMS,
+        "num_threads": threads,
+        "seed": seed,
+        "metric": "average_precision",
+        "deterministic": True,
+    }
     train = lgb.Dataset(x_train, y_train, feature_name=feature_order, free_raw_data=False)
     valid = lgb.Dataset(x_valid, y_valid, reference=train)
-    return lgb.train(params, train, NUM_BOOST_ROUND, valid_sets=[valid],
-                     callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
+    return lgb.train(
+        params,
+        train,
+        NUM_BOOST_ROUND,
+        valid_sets=[valid],
+        callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
+    )
 
 
-def single_row_latency_us(session, x: np.ndarray, n: int = 2000) -> dict[str, float]:  # noqa: ANN001
+def single_row_latency_us(session, x: np.ndarray, n: int = 2000) -> dict[str, float]:
     rows = x[np.random.default_rng(0).integers(0, len(x), n)]
     times = np.empty(n)
     for i in range(n):
         started = time.perf_counter()
         export.onnx_scores(session, rows[i : i + 1])
         times[i] = time.perf_counter() - started
-    return {"onnx_p50_us": float(np.percentile(times, 50) * 1e6),
-            "onnx_p99_us": float(np.percentile(times, 99) * 1e6)}
+    return {
+        "onnx_p50_us": float(np.percentile(times, 50) * 1e6),
+        "onnx_p99_us": float(np.percentile(times, 99) * 1e6),
+    }
 
 
-def slice_frame(frame: pd.DataFrame, x: np.ndarray, feature_order: list[str],
-                score: np.ndarray) -> pd.DataFrame:
+def slice_frame(
+    frame: pd.DataFrame, x: np.ndarray, feature_order: list[str], score: np.ndarray
+) -> pd.DataFrame:
     age = x[:, feature_order.index("account_age_days")]
-    return pd.DataFrame({
-        "y": frame["label"].to_numpy(),
-        "score": score,
-        "amount": frame["amount"].to_numpy(),
-        "merchant_category": frame["merchant_category"].fillna("unknown").to_numpy(),
-        "region": frame["home_region"].fillna("unknown").to_numpy(),
-        "account_age": evaluation.account_age_bucket(age),
-    })
+    return pd.DataFrame(
+        {
+            "y": frame["label"].to_numpy(),
+            "score": score,
+            "amount": frame["amount"].to_numpy(),
+            "merchant_category": frame["merchant_category"].fillna("unknown").to_numpy(),
+            "region": frame["home_region"].fillna("unknown").to_numpy(),
+            "account_age": evaluation.account_age_bucket(age),
+        }
+    )
 
 
-SLICES = {"merchant_category": "merchant_category", "region": "region",
-          "account_age": "account_age"}
+SLICES = {
+    "merchant_category": "merchant_category",
+    "region": "region",
+    "account_age": "account_age",
+}
 
 
 def git_commit() -> str:
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
-def evaluation_markdown(metrics: dict[str, dict[str, float]],
-                        slices: dict[str, dict[str, dict[str, float]]]) -> str:
-    lines = ["# Evaluation report", "", "| split | n | frauds | PR-AUC | recall@1%FPR | "
-             "precision | recall | cost/1k txns | Brier | ECE |", "|---|---|---|---|---|---|---|---|---|---|"]
+def evaluation_markdown(
+    metrics: dict[str, dict[str, float]], slices: dict[str, dict[str, dict[str, float]]]
+) -> str:
+    lines = [
+        "# Evaluation report",
+        "",
+        ("| split | n | frauds | PR-AUC | recall@1%FPR | "
+        "precision | recall | cost/1k txns | Brier | ECE |"),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for split, m in metrics.items():
         lines.append(
             f"| {split} | {m['n']:.0f} | {m['positives']:.0f} | {m['pr_auc']:.3f} | "
@@ -180,8 +226,13 @@ def evaluation_markdown(metrics: dict[str, dict[str, float]],
             f"{m['expected_cost_per_1k']:.1f} | {m['brier']:.5f} | {m['calibration_error']:.5f} |"
         )
     for name, groups in slices.items():
-        lines += ["", f"## Test split by {name}", "", "| value | n | frauds | PR-AUC | recall |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Test split by {name}",
+            "",
+            "| value | n | frauds | PR-AUC | recall |",
+            "|---|---|---|---|---|",
+        ]
         for value, m in groups.items():
             pr = f"{m['pr_auc']:.3f}" if "pr_auc" in m else "—"
             rc = f"{m['recall']:.3f}" if "recall" in m else "—"
@@ -189,38 +240,39 @@ def evaluation_markdown(metrics: dict[str, dict[str, float]],
     return "\n".join(lines) + "\n"
 
 
-def model_card(settings: Settings, spec: dict, metrics: dict[str, dict[str, float]],
-               tags: dict[str, str]) -> str:
+def model_card(
+    settings: Settings, spec: dict, metrics: dict[str, dict[str, float]], tags: dict[str, str]
+) -> str:
     test = metrics["test"]
     return f"""# Model card: {settings.model_name}
 
 **Purpose.** Score card-not-present transactions for fraud at authorisation time; decline when
-the calibrated score is at or above {spec['threshold']:.4f}.
+the calibrated score is at or above {spec["threshold"]:.4f}.
 
-**Training data.** Synthetic transactions from {spec['train_window'][0]} to
-{spec['train_window'][1]} (data version `{tags['data_hash']}`), labelled by chargebacks that had
-arrived by {spec['clock']}. Time-based split: train / validation / test by day.
+**Training data.** Synthetic transactions from {spec["train_window"][0]} to
+{spec["train_window"][1]} (data version `{tags["data_hash"]}`), labelled by chargebacks that had
+arrived by {spec["clock"]}. Time-based split: train / validation / test by day.
 
-**Features.** Feast feature service `{spec['feature_service']}`, transform
-`{spec['transform_version']}`; model inputs in this order: {', '.join(spec['feature_order'])}.
+**Features.** Feast feature service `{spec["feature_service"]}`, transform
+`{spec["transform_version"]}`; model inputs in this order: {", ".join(spec["feature_order"])}.
 
-**Model.** LightGBM ({spec['num_trees']} trees, fraud up-weighted ×
-{LGBM_PARAMS['scale_pos_weight']:.0f}), Platt-calibrated on the validation split, exported to
-ONNX (parity: {spec['parity']['share_rows_differing']:.2%} of test rows differ by more
-than 1e-4, decisions agree on {spec['parity']['decision_agreement']:.3%}).
+**Model.** LightGBM ({spec["num_trees"]} trees, fraud up-weighted ×
+{LGBM_PARAMS["scale_pos_weight"]:.0f}), Platt-calibrated on the validation split, exported to
+ONNX (parity: {spec["parity"]["share_rows_differing"]:.2%} of test rows differ by more
+than 1e-4, decisions agree on {spec["parity"]["decision_agreement"]:.3%}).
 
 **Decision threshold.** Chosen on validation to minimise expected cost: a missed fraud costs its
 amount, a false decline costs ${settings.false_decline_cost:.2f}.
 
-**Test performance.** PR-AUC {test['pr_auc']:.3f}; recall at 1 % FPR
-{test['recall_at_1pct_fpr']:.3f}; at the threshold precision {test['precision']:.3f}, recall
-{test['recall']:.3f}; expected cost {test['expected_cost_per_1k']:.1f} per 1,000 transactions;
-Brier {test['brier']:.5f}.
+**Test performance.** PR-AUC {test["pr_auc"]:.3f}; recall at 1 % FPR
+{test["recall_at_1pct_fpr"]:.3f}; at the threshold precision {test["precision"]:.3f}, recall
+{test["recall"]:.3f}; expected cost {test["expected_cost_per_1k"]:.1f} per 1,000 transactions;
+Brier {test["brier"]:.5f}.
 
 **Limits.** Trained on synthetic data; slices with few frauds are reported without PR-AUC.
 Performance must be re-checked once live labels mature (chargebacks arrive days later).
 
-**Lineage.** git `{tags['git_commit']}`, feature service `{tags['feature_service']}`.
+**Lineage.** git `{tags["git_commit"]}`, feature service `{tags["feature_service"]}`.
 """
 
 
@@ -260,10 +312,19 @@ def run(settings: Settings, promote: bool = True, progress: Progress | None = No
     y = frame["label"].to_numpy()
     parts = {name: (frame["split"] == name).to_numpy() for name in ("train", "valid", "test")}
 
-    with progress(f"training LightGBM on {parts['train'].sum():,} transactions "
-                  f"({int(y[parts['train']].sum())} frauds)"):
-        booster = fit(x[parts["train"]], y[parts["train"]], x[parts["valid"]], y[parts["valid"]],
-                      order, settings.train_threads, settings.seed)
+    with progress(
+        f"training LightGBM on {parts['train'].sum():,} transactions "
+        f"({int(y[parts['train']].sum())} frauds)"
+    ):
+        booster = fit(
+            x[parts["train"]],
+            y[parts["train"]],
+            x[parts["valid"]],
+            y[parts["valid"]],
+            order,
+            settings.train_threads,
+            settings.seed,
+        )
 
     with progress("calibrating, choosing the cost-optimal threshold, evaluating"):
         raw_valid = booster.predict(x[parts["valid"]], num_threads=1)
@@ -271,17 +332,24 @@ def run(settings: Settings, promote: bool = True, progress: Progress | None = No
         scores = export.native_scores(booster, calibration, x)
         amount = frame["amount"].to_numpy()
         threshold = evaluation.choose_threshold(
-            y[parts["valid"]], scores[parts["valid"]], amount[parts["valid"]],
-            settings.false_decline_cost)
+            y[parts["valid"]],
+            scores[parts["valid"]],
+            amount[parts["valid"]],
+            settings.false_decline_cost,
+        )
         metrics = {
             name: evaluation.classification_metrics(
-                y[mask], scores[mask], amount[mask], threshold, settings.false_decline_cost)
+                y[mask], scores[mask], amount[mask], threshold, settings.false_decline_cost
+            )
             for name, mask in parts.items()
         }
         test = parts["test"]
         slices = evaluation.slice_metrics(
-            slice_frame(frame[test], x[test], order, scores[test]), SLICES, threshold,
-            settings.false_decline_cost)
+            slice_frame(frame[test], x[test], order, scores[test]),
+            SLICES,
+            threshold,
+            settings.false_decline_cost,
+        )
 
     with progress("exporting to ONNX and checking parity with LightGBM"):
         onnx_model = export.to_onnx(booster, calibration, len(order))
@@ -319,15 +387,26 @@ def run(settings: Settings, promote: bool = True, progress: Progress | None = No
         mlflow.set_experiment(settings.experiment)
         with mlflow.start_run(run_name=f"train-{clock:%Y%m%d-%H%M}") as active:
             mlflow.set_tags(tags)
-            mlflow.log_params({**{k: v for k, v in LGBM_PARAMS.items() if k != "verbose"},
-                               "num_boost_round": NUM_BOOST_ROUND,
-                               "best_iteration": booster.best_iteration,
-                               "threshold": threshold,
-                               "false_decline_cost": settings.false_decline_cost,
-                               "train_start": start.isoformat(), "train_end": end.isoformat(),
-                               "n_train": int(parts["train"].sum())})
-            mlflow.log_metrics({f"{split}_{k}": v for split, m in metrics.items()
-                                for k, v in m.items() if np.isfinite(v)})
+            mlflow.log_params(
+                {
+                    **{k: v for k, v in LGBM_PARAMS.items() if k != "verbose"},
+                    "num_boost_round": NUM_BOOST_ROUND,
+                    "best_iteration": booster.best_iteration,
+                    "threshold": threshold,
+                    "false_decline_cost": settings.false_decline_cost,
+                    "train_start": start.isoformat(),
+                    "train_end": end.isoformat(),
+                    "n_train": int(parts["train"].sum()),
+                }
+            )
+            mlflow.log_metrics(
+                {
+                    f"{split}_{k}": v
+                    for split, m in metrics.items()
+                    for k, v in m.items()
+                    if np.isfinite(v)
+                }
+            )
             mlflow.log_metrics({**{f"parity_{k}": v for k, v in parity.items()}, **latency})
             with tempfile.TemporaryDirectory() as tmp:
                 bundle = Path(tmp)
@@ -338,17 +417,28 @@ def run(settings: Settings, promote: bool = True, progress: Progress | None = No
                 (bundle / "feature_order.json").write_text(json.dumps(order, indent=2))
                 (bundle / "transform_spec.json").write_text(json.dumps(transform_spec(), indent=2))
                 (bundle / "evaluation.json").write_text(
-                    json.dumps({"metrics": metrics, "slices": slices, "parity": parity,
-                                "latency": latency}, indent=2))
+                    json.dumps(
+                        {
+                            "metrics": metrics,
+                            "slices": slices,
+                            "parity": parity,
+                            "latency": latency,
+                        },
+                        indent=2,
+                    )
+                )
                 (bundle / "evaluation.md").write_text(evaluation_markdown(metrics, slices))
                 (bundle / "model_card.md").write_text(model_card(settings, spec, metrics, tags))
                 reference = pd.DataFrame(x[parts["train"]], columns=order)
                 reference["score"] = scores[parts["train"]]
-                reference.sample(min(len(reference), 20_000), random_state=settings.seed) \
-                    .to_parquet(bundle / "reference.parquet", index=False)
+                reference.sample(
+                    min(len(reference), 20_000), random_state=settings.seed
+                ).to_parquet(bundle / "reference.parquet", index=False)
                 mlflow.log_artifacts(str(bundle), artifact_path=BUNDLE_DIR)
             info = mlflow.onnx.log_model(
-                onnx_model, name="model", registered_model_name=settings.model_name,
+                onnx_model,
+                name="model",
+                registered_model_name=settings.model_name,
                 pip_requirements=["onnxruntime"],
                 onnx_execution_providers=["CPUExecutionProvider"],
             )
@@ -357,12 +447,15 @@ def run(settings: Settings, promote: bool = True, progress: Progress | None = No
         client = mlflow.MlflowClient(settings.tracking_uri)
         for key, value in {**tags, "threshold": f"{threshold:.6f}", "run_id": run_id}.items():
             client.set_model_version_tag(settings.model_name, version, key, value)
-        client.set_registered_model_alias(settings.model_name,
-                                          CHAMPION if promote else CHALLENGER, version)
+        client.set_registered_model_alias(
+            settings.model_name, CHAMPION if promote else CHALLENGER, version
+        )
 
     m = metrics["test"]
-    print(f"model {settings.model_name} v{version}: test PR-AUC {m['pr_auc']:.3f}, "
-          f"recall@1%FPR {m['recall_at_1pct_fpr']:.3f}, threshold {threshold:.4f}, "
-          f"cost/1k {m['expected_cost_per_1k']:.1f}, ONNX p99 {latency['onnx_p99_us']:.0f} µs"
-          f" → alias '{CHAMPION if promote else CHALLENGER}'")
+    print(
+        f"model {settings.model_name} v{version}: test PR-AUC {m['pr_auc']:.3f}, "
+        f"recall@1%FPR {m['recall_at_1pct_fpr']:.3f}, threshold {threshold:.4f}, "
+        f"cost/1k {m['expected_cost_per_1k']:.1f}, ONNX p99 {latency['onnx_p99_us']:.0f} µs"
+        f" → alias '{CHAMPION if promote else CHALLENGER}'"
+    )
     return version

@@ -28,8 +28,14 @@ class Stack:
     scored_ids: list[str] = field(default_factory=list)  # transaction ids answered with 200
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "fraudlab.cli", *args], env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "fraudlab.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     @property
     def url(self) -> str:
@@ -37,8 +43,12 @@ class Stack:
 
     def score(self, payload: dict | str, timeout: float = 10.0) -> httpx.Response:
         if isinstance(payload, str):
-            response = httpx.post(f"{self.url}/score", content=payload, timeout=timeout,
-                                  headers={"content-type": "application/json"})
+            response = httpx.post(
+                f"{self.url}/score",
+                content=payload,
+                timeout=timeout,
+                headers={"content-type": "application/json"},
+            )
         else:
             response = httpx.post(f"{self.url}/score", json=payload, timeout=timeout)
         if response.status_code == 200:
@@ -48,8 +58,17 @@ class Stack:
 
 def _env_for(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDLAB_")}
-    for name in ("home", "n_users", "n_merchants", "history_days", "future_days", "fraud_rate",
-                 "mlflow_port", "serving_port", "reload_interval_s"):
+    for name in (
+        "home",
+        "n_users",
+        "n_merchants",
+        "history_days",
+        "future_days",
+        "fraud_rate",
+        "mlflow_port",
+        "serving_port",
+        "reload_interval_s",
+    ):
         env[f"FRAUDLAB_{name.upper()}"] = str(getattr(settings, name))
     return env
 
@@ -57,15 +76,18 @@ def _env_for(settings: Settings) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory, request) -> Stack:
     home = tmp_path_factory.mktemp("fraudlab-stack")
-    settings = small_settings(home, mlflow_port=free_port(), serving_port=free_port(),
-                              reload_interval_s=2.0)
+    settings = small_settings(
+        home, mlflow_port=free_port(), serving_port=free_port(), reload_interval_s=2.0
+    )
     handle = Stack(settings, _env_for(settings))
     print(f"\nbringing the embedded stack up in {home} (fraudlab up --no-traffic) …", flush=True)
     up = handle.cli("up", "--no-traffic", timeout=UP_TIMEOUT_S)
     try:
         if up.returncode != 0:
-            pytest.fail(f"`fraudlab up` failed ({up.returncode}):\n{up.stdout}\n{up.stderr}\n"
-                        f"{handle.cli('logs', '--lines', '80').stdout}")
+            pytest.fail(
+                f"`fraudlab up` failed ({up.returncode}):\n{up.stdout}\n{up.stderr}\n"
+                f"{handle.cli('logs', '--lines', '80').stdout}"
+            )
         yield handle
     finally:
         if request.session.testsfailed:

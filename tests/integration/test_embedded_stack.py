@@ -104,7 +104,7 @@ def test_prediction_log_holds_exactly_the_requests_sent(stack, replayed) -> None
 
 
 def _same(a, b) -> bool:
-    missing = lambda v: v is None or (isinstance(v, float) and math.isnan(v))  # noqa: E731
+    missing = lambda v: v is None or (isinstance(v, float) and math.isnan(v))
     if missing(a) or missing(b):
         return missing(a) and missing(b)
     if isinstance(a, str) or isinstance(b, str):
@@ -117,32 +117,40 @@ def test_served_features_equal_offline_point_in_time_features(stack, replayed) -
     from features.store import open_store
 
     _, logged = replayed
-    entities = pd.DataFrame({
-        "request_id": [r["request_id"] for r in logged],
-        "user_id": [r["user_id"] for r in logged],
-        "merchant_id": [r["merchant_id"] for r in logged],
-        "device_id": [r["device_id"] for r in logged],
-        "event_timestamp": pd.to_datetime([r["event_ts"] for r in logged], unit="s", utc=True),
-    })
+    entities = pd.DataFrame(
+        {
+            "request_id": [r["request_id"] for r in logged],
+            "user_id": [r["user_id"] for r in logged],
+            "merchant_id": [r["merchant_id"] for r in logged],
+            "device_id": [r["device_id"] for r in logged],
+            "event_timestamp": pd.to_datetime([r["event_ts"] for r in logged], unit="s", utc=True),
+        }
+    )
     store = open_store(stack.settings)
-    offline = store.get_historical_features(
-        entity_df=entities, features=store.get_feature_service(stack.settings.feature_service)
-    ).to_df().set_index("request_id")
+    offline = (
+        store.get_historical_features(
+            entity_df=entities, features=store.get_feature_service(stack.settings.feature_service)
+        )
+        .to_df()
+        .set_index("request_id")
+    )
     mismatches = []
     for record in logged:
         row = offline.loc[record["request_id"]]
         for name in STORED_FEATURES:
             if not _same(record["features"].get(name), row[name]):
-                mismatches.append((record["transaction_id"], name, record["features"].get(name),
-                                   row[name]))
+                mismatches.append(
+                    (record["transaction_id"], name, record["features"].get(name), row[name])
+                )
     assert not mismatches, f"{len(mismatches)} served≠offline values, e.g. {mismatches[:5]}"
 
 
 def test_onnx_and_lightgbm_agree_on_served_inputs(stack, replayed, tmp_path) -> None:
     _, logged = replayed
     bundle = registry.load_alias(stack.settings, tmp_path)
-    inputs = {name: np.array([r["model_inputs"][name] for r in logged])
-              for name in bundle.feature_order}
+    inputs = {
+        name: np.array([r["model_inputs"][name] for r in logged]) for name in bundle.feature_order
+    }
     x = to_matrix(inputs, bundle.feature_order)
     booster, calibration = export.load_native(bundle.directory, bundle.spec)
     native = export.native_scores(booster, calibration, x.astype(np.float64))
@@ -154,26 +162,73 @@ def test_onnx_and_lightgbm_agree_on_served_inputs(stack, replayed, tmp_path) -> 
 
 
 BAD_INPUTS = {
-    "missing field": {"user_id": 1, "merchant_id": 1, "device_id": 10, "channel": "app",
-                      "ip_region": "EU"},
-    "wrong type": {"user_id": "alice", "merchant_id": 1, "device_id": 10, "amount": 10.0,
-                   "channel": "app", "ip_region": "EU"},
-    "negative amount": {"user_id": 1, "merchant_id": 1, "device_id": 10, "amount": -5,
-                        "channel": "app", "ip_region": "EU"},
-    "absurd amount": {"user_id": 1, "merchant_id": 1, "device_id": 10, "amount": 1e12,
-                      "channel": "app", "ip_region": "EU"},
-    "unknown channel": {"user_id": 1, "merchant_id": 1, "device_id": 10, "amount": 5.0,
-                        "channel": "fax", "ip_region": "EU"},
-    "unknown region": {"user_id": 1, "merchant_id": 1, "device_id": 10, "amount": 5.0,
-                       "channel": "app", "ip_region": "MARS"},
-    "unknown user": {"user_id": 987654321, "merchant_id": 1, "device_id": 10, "amount": 5.0,
-                     "channel": "app", "ip_region": "EU"},
-    "unknown merchant": {"user_id": 1, "merchant_id": 987654321, "device_id": 10,
-                         "amount": 5.0, "channel": "app", "ip_region": "EU"},
+    "missing field": {
+        "user_id": 1,
+        "merchant_id": 1,
+        "device_id": 10,
+        "channel": "app",
+        "ip_region": "EU",
+    },
+    "wrong type": {
+        "user_id": "alice",
+        "merchant_id": 1,
+        "device_id": 10,
+        "amount": 10.0,
+        "channel": "app",
+        "ip_region": "EU",
+    },
+    "negative amount": {
+        "user_id": 1,
+        "merchant_id": 1,
+        "device_id": 10,
+        "amount": -5,
+        "channel": "app",
+        "ip_region": "EU",
+    },
+    "absurd amount": {
+        "user_id": 1,
+        "merchant_id": 1,
+        "device_id": 10,
+        "amount": 1e12,
+        "channel": "app",
+        "ip_region": "EU",
+    },
+    "unknown channel": {
+        "user_id": 1,
+        "merchant_id": 1,
+        "device_id": 10,
+        "amount": 5.0,
+        "channel": "fax",
+        "ip_region": "EU",
+    },
+    "unknown region": {
+        "user_id": 1,
+        "merchant_id": 1,
+        "device_id": 10,
+        "amount": 5.0,
+        "channel": "app",
+        "ip_region": "MARS",
+    },
+    "unknown user": {
+        "user_id": 987654321,
+        "merchant_id": 1,
+        "device_id": 10,
+        "amount": 5.0,
+        "channel": "app",
+        "ip_region": "EU",
+    },
+    "unknown merchant": {
+        "user_id": 1,
+        "merchant_id": 987654321,
+        "device_id": 10,
+        "amount": 5.0,
+        "channel": "app",
+        "ip_region": "EU",
+    },
 }
 RAW_BAD_INPUTS = {
     "NaN amount": '{"user_id": 1, "merchant_id": 1, "device_id": 10, "amount": NaN, '
-                  '"channel": "app", "ip_region": "EU"}',
+    '"channel": "app", "ip_region": "EU"}',
     "not JSON": "{user_id: 1",
     "empty body": "",
 }
@@ -185,8 +240,11 @@ def test_bad_input_gets_a_clear_4xx_and_the_service_stays_up(stack, future, case
     if isinstance(body, dict) and "unknown" not in case:
         # a real user and merchant, so only the broken field is wrong
         first = future.iloc[0]
-        body = {**body, "user_id": body["user_id"] if case == "wrong type" else
-                int(first["user_id"]), "merchant_id": int(first["merchant_id"])}
+        body = {
+            **body,
+            "user_id": body["user_id"] if case == "wrong type" else int(first["user_id"]),
+            "merchant_id": int(first["merchant_id"]),
+        }
     response = stack.score(body)
     assert 400 <= response.status_code < 500, (case, response.status_code, response.text)
     assert response.text.strip(), "an error must say what is wrong"

@@ -19,8 +19,11 @@ def legit(trained):
     frame = trained.training_set.frame
     test = frame[(frame["split"] == "test") & (frame["label"] == 0)]
     # ordinary customers: a known device, a home-region purchase, modest amount
-    ordinary = test[(test["user_device_txn_count"] > 3) & (test["ip_region"] == test["home_region"])
-                    & (test["amount"] < 150)]
+    ordinary = test[
+        (test["user_device_txn_count"] > 3)
+        & (test["ip_region"] == test["home_region"])
+        & (test["amount"] < 150)
+    ]
     return ordinary.sample(min(len(ordinary), 500), random_state=0).reset_index(drop=True)
 
 

@@ -19,13 +19,25 @@ T0 = 1_775_000_000.0
 
 def request(**overrides) -> dict:
     row = {
-        "amount": 120.0, "channel": "app", "ip_region": "EU", "event_ts": T0,
-        "user_txn_count_1d": 1.0, "user_txn_count_7d": 4.0, "user_amount_mean_30d": 60.0,
-        "user_amount_std_30d": 20.0, "user_chargeback_count_90d": 0.0,
-        "signup_ts": T0 - 400 * 86_400, "home_region": "EU", "merchant_category": "grocery",
-        "merchant_txn_count_7d": 300.0, "merchant_amount_mean_30d": 45.0,
-        "merchant_chargeback_rate_30d": 0.001, "user_device_txn_count": 12.0,
-        "last_txn_ts": T0 - 7200, "velocity_1h": 2.0, "small_velocity_1h": 0.0,
+        "amount": 120.0,
+        "channel": "app",
+        "ip_region": "EU",
+        "event_ts": T0,
+        "user_txn_count_1d": 1.0,
+        "user_txn_count_7d": 4.0,
+        "user_amount_mean_30d": 60.0,
+        "user_amount_std_30d": 20.0,
+        "user_chargeback_count_90d": 0.0,
+        "signup_ts": T0 - 400 * 86_400,
+        "home_region": "EU",
+        "merchant_category": "grocery",
+        "merchant_txn_count_7d": 300.0,
+        "merchant_amount_mean_30d": 45.0,
+        "merchant_chargeback_rate_30d": 0.001,
+        "user_device_txn_count": 12.0,
+        "last_txn_ts": T0 - 7200,
+        "velocity_1h": 2.0,
+        "small_velocity_1h": 0.0,
     }
     row.update(overrides)
     return row
@@ -42,8 +54,11 @@ def test_produces_every_model_feature() -> None:
 
 def test_single_row_equals_batch_row() -> None:
     """Serving scores one row, training a million: both must get identical inputs."""
-    rows = [request(), request(amount=3.0, ip_region="NA", home_region=None),
-            request(user_device_txn_count=None, last_txn_ts=None)]
+    rows = [
+        request(),
+        request(amount=3.0, ip_region="NA", home_region=None),
+        request(user_device_txn_count=None, last_txn_ts=None),
+    ]
     batch = build_model_inputs({k: [r[k] for r in rows] for k in rows[0]})
     for i, row in enumerate(rows):
         single = one(row)
@@ -67,7 +82,8 @@ def test_nan_from_dataframes_counts_as_missing() -> None:
     """Feast's offline frames hold NaN where the online dict holds None."""
     assert one(request(home_region=float("nan"))) == one(request(home_region=None))
     assert one(request(user_device_txn_count=float("nan"))) == one(
-        request(user_device_txn_count=None))
+        request(user_device_txn_count=None)
+    )
 
 
 def test_geo_mismatch_and_new_device() -> None:
@@ -88,8 +104,13 @@ def test_velocity_decays_with_time_since_last_transaction() -> None:
 def test_velocity_update_counts_small_amounts_and_starts_fresh() -> None:
     first = velocity_update([None], [None], [None], [T0], [2.0])
     assert first["velocity_1h"][0] == 1.0 and first["small_velocity_1h"][0] == 1.0
-    second = velocity_update(first["last_txn_ts"], first["velocity_1h"],
-                             first["small_velocity_1h"], [T0 + 3600], [500.0])
+    second = velocity_update(
+        first["last_txn_ts"],
+        first["velocity_1h"],
+        first["small_velocity_1h"],
+        [T0 + 3600],
+        [500.0],
+    )
     assert second["velocity_1h"][0] == pytest.approx(1 + np.exp(-1))
     assert second["small_velocity_1h"][0] == pytest.approx(np.exp(-1))
     assert second["last_txn_ts"][0] == T0 + 3600

@@ -23,7 +23,8 @@ def test_threshold_minimises_expected_cost(seed: int) -> None:
     amount = rng.lognormal(4, 1, 3000)
     t = evaluation.choose_threshold(y, score, amount, 5.0)
     assert evaluation.expected_cost(y, score >= t, amount, 5.0) == pytest.approx(
-        brute_force_threshold(y, score, amount, 5.0))
+        brute_force_threshold(y, score, amount, 5.0)
+    )
 
 
 def test_threshold_moves_with_friction_cost() -> None:
@@ -72,9 +73,15 @@ def test_metrics_and_slices() -> None:
     n = 4000
     y = (rng.random(n) < 0.05).astype(int)
     score = np.clip(rng.normal(0.1 + 0.5 * y, 0.1), 0, 1)
-    frame = pd.DataFrame({"y": y, "score": score, "amount": 50.0,
-                          "region": np.where(rng.random(n) < 0.5, "EU", "NA"),
-                          "tiny": np.where(np.arange(n) < 20, "few", "many")})
+    frame = pd.DataFrame(
+        {
+            "y": y,
+            "score": score,
+            "amount": 50.0,
+            "region": np.where(rng.random(n) < 0.5, "EU", "NA"),
+            "tiny": np.where(np.arange(n) < 20, "few", "many"),
+        }
+    )
     m = evaluation.classification_metrics(y, score, frame["amount"].to_numpy(), 0.35, 5.0)
     assert 0.9 < m["pr_auc"] <= 1.0 and m["positives"] == y.sum()
     out = evaluation.slice_metrics(frame, {"region": "region", "tiny": "tiny"}, 0.35, 5.0)

@@ -28,15 +28,22 @@ def test_user_snapshot_counts_only_earlier_transactions(world, user_stats) -> No
     for _, row in user_stats.iloc[rng.integers(0, len(user_stats), 40)].iterrows():
         snap = row["event_timestamp"]
         mine = txns[txns["user_id"] == row["user_id"]]
-        week = mine[(mine["event_timestamp"] < snap)
-                    & (mine["event_timestamp"] >= snap - pd.Timedelta(days=7))]
-        month = mine[(mine["event_timestamp"] < snap)
-                     & (mine["event_timestamp"] >= snap - pd.Timedelta(days=30))]
+        week = mine[
+            (mine["event_timestamp"] < snap)
+            & (mine["event_timestamp"] >= snap - pd.Timedelta(days=7))
+        ]
+        month = mine[
+            (mine["event_timestamp"] < snap)
+            & (mine["event_timestamp"] >= snap - pd.Timedelta(days=30))
+        ]
         assert row["user_txn_count_7d"] == len(week)
         assert row["user_amount_mean_30d"] == pytest.approx(
-            month["amount"].mean() if len(month) else 0.0)
-        cbs = mine[(mine["chargeback_timestamp"] < snap)
-                   & (mine["chargeback_timestamp"] >= snap - pd.Timedelta(days=90))]
+            month["amount"].mean() if len(month) else 0.0
+        )
+        cbs = mine[
+            (mine["chargeback_timestamp"] < snap)
+            & (mine["chargeback_timestamp"] >= snap - pd.Timedelta(days=90))
+        ]
         assert row["user_chargeback_count_90d"] == len(cbs)
 
 
@@ -52,8 +59,11 @@ def test_user_device_counts_before_the_day(world) -> None:
     table = feature_tables.user_device_stats(world.transactions, CFG.start)
     txns = world.transactions
     row = table.iloc[len(table) // 2]
-    used = txns[(txns["user_id"] == row["user_id"]) & (txns["device_id"] == row["device_id"])
-                & (txns["event_timestamp"] < row["event_timestamp"])]
+    used = txns[
+        (txns["user_id"] == row["user_id"])
+        & (txns["device_id"] == row["device_id"])
+        & (txns["event_timestamp"] < row["event_timestamp"])
+    ]
     assert row["user_device_txn_count"] == len(used)
 
 
@@ -69,8 +79,9 @@ def test_velocity_state_becomes_available_just_after_its_transaction(world) -> N
 
 
 def test_merchant_chargeback_rate_uses_arrived_chargebacks_only(world) -> None:
-    table = feature_tables.merchant_stats(world.transactions, world.merchants, CFG.start,
-                                          CFG.history_days)
+    table = feature_tables.merchant_stats(
+        world.transactions, world.merchants, CFG.start, CFG.history_days
+    )
     first_week = table[table["event_timestamp"] <= CFG.start + pd.Timedelta(days=1)]
     # no chargeback can have arrived within a day of the first transaction
     assert (first_week["merchant_chargeback_rate_30d"] == 0).all()

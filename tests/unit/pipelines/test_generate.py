@@ -45,7 +45,7 @@ def test_chargebacks_arrive_days_later_and_only_for_fraud(world) -> None:
     txns = world.transactions
     has_cb = txns["chargeback_timestamp"].notna()
     assert (has_cb == (txns["is_fraud"] == 1)).all()
-    delay = (txns.loc[has_cb, "chargeback_timestamp"] - txns.loc[has_cb, "event_timestamp"])
+    delay = txns.loc[has_cb, "chargeback_timestamp"] - txns.loc[has_cb, "event_timestamp"]
     assert delay.min() >= pd.Timedelta(days=1)
     assert delay.median() > pd.Timedelta(days=3)
 
@@ -62,7 +62,7 @@ def test_account_takeover_uses_fraud_devices_and_high_amounts(world) -> None:
     abroad = (ato["ip_region"].to_numpy() != users.loc[ato["user_id"]].to_numpy()).mean()
     legit_abroad = (legit["ip_region"].to_numpy() != users.loc[legit["user_id"]].to_numpy()).mean()
     assert abroad > 5 * legit_abroad
-    night = lambda f: (f["event_timestamp"].dt.hour < 6).mean()  # noqa: E731
+    night = lambda f: (f["event_timestamp"].dt.hour < 6).mean()
     assert night(ato) > 3 * night(legit)
 
 
