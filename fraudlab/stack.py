@@ -41,6 +41,7 @@ STOP_GRACE_S = 15.0
 MLFLOW_TIMEOUT_S = 120.0
 SERVING_TIMEOUT_S = 180.0
 TRAFFIC_SETTLE_S = 3.0
+TRAFFIC_RECOVERY_S = 30.0  # > the simulator's longest retry back-off
 PROGRESS_EVERY_S = 5.0
 TRAFFIC_STATE_FILE = "traffic_state.json"
 # A simulator whose last progress write is older than this is reported as stalled: it persists
@@ -303,7 +304,9 @@ def traffic_healthy(settings: Settings) -> bool:
     if running(settings, "traffic") is None:
         return False
     state = traffic_state(settings)
-    return state is not None and time.time() - float(state.get("updated_at", 0)) < TRAFFIC_STALE_S
+    if state is None or state.get("last_error"):  # alive but stuck retrying is not healthy
+        return False
+    return time.time() - float(state.get("updated_at", 0)) < TRAFFIC_STALE_S
 
 
 def _wait_until(
@@ -495,7 +498,10 @@ def _start_traffic(settings: Settings) -> bool:
     record = running(settings, "traffic")
     if record is not None:
         console.print(f"[green]✓[/] traffic simulator already running (pid {record.pid})")
-        return True
+        # It may be backing off after a serving outage; its next retry finds serving back.
+        return _wait_until(
+            "traffic", lambda: traffic_healthy(settings), TRAFFIC_RECOVERY_S, settings, record
+        )
     if replay_finished(settings):
         console.print(
             "[green]✓[/] traffic replay already finished: the clock is at the end of the "
@@ -674,9 +680,13 @@ def status(settings: Settings, include_traffic: bool = True) -> int:
         )
         if state.get("finished"):
             detail += " (replay finished)"
+        elif state.get("last_error") and record is not None:
+            detail += f"; retrying: {str(state['last_error'])[:60]}"
     else:
         detail = "no progress yet"
-    if record:
+    if record and state and state.get("last_error"):
+        traffic_health = "[yellow]retrying[/]"
+    elif record:
         traffic_health = _health(alive)
     else:
         traffic_health = "[green]finished[/]" if finished else "[dim]stopped[/]"

@@ -49,7 +49,7 @@ STATE_FILE = "traffic_state.json"
 PROGRESS_LOG_S = 30.0
 PERSIST_EVERY_S = 2.0
 LABEL_FLUSH_S = 60.0
-MAX_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 10.0  # short enough to notice a restarted server within seconds
 REQUEST_TIMEOUT_S = 5.0
 DAY = pd.Timedelta(days=1)
 
@@ -121,6 +121,7 @@ class Progress:
     sent_before: int = 0
     errors_before: int = 0
     last_txn_id: int | None = None
+    last_error: str | None = None
     clock: pd.Timestamp | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -256,6 +257,7 @@ class Simulator:
             "rps": 1.0 / self.interval,
             "updated_at": time.time(),
             "finished": finished,
+            "last_error": p.last_error,
         }
         path = state_path(self.settings)
         tmp = path.with_suffix(".tmp")
@@ -276,6 +278,9 @@ class Simulator:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
                 if response.status_code < 400:
+                    if self.progress.last_error is not None:
+                        log.info("serving answers again")
+                        self.progress.last_error = None
                     return True
                 if response.status_code < 500:
                     # Bad input is not fixed by retrying: count it and move on.
@@ -295,6 +300,8 @@ class Simulator:
                 problem,
                 backoff,
             )
+            self.progress.last_error = problem
+            self.persist()  # `fraudlab status` shows why the replay is not moving
             self.stop.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
         return False
