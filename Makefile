@@ -9,11 +9,11 @@ UV = $(or $(shell command -v uv 2>/dev/null),$(shell $(PYTHON_INTERPRETER) -m si
 FRAUDLAB = $(UV) run fraudlab
 
 # Optional arguments: make logs C=serving N=100, make simulate RPS=20 N=500,
-# make loadtest RPS=100 SECONDS=30, make test ARGS="-m 'not slow'".
+# make loadtest RPS=100 DURATION=30, make test ARGS="-m 'not slow'".
 C ?=
 N ?=
 RPS ?=
-SECONDS ?=
+DURATION ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -70,10 +70,10 @@ train:
 simulate:
 	$(FRAUDLAB) simulate $(if $(RPS),--rps $(RPS)) $(if $(N),--max-requests $(N))
 
-## Bounded Locust run against serving; p99 vs the latency budget (RPS=, SECONDS=)
+## Bounded Locust run against serving; p99 vs the latency budget (RPS=, DURATION=seconds)
 .PHONY: loadtest
 loadtest:
-	$(FRAUDLAB) loadtest $(if $(RPS),--rps $(RPS)) $(if $(SECONDS),--seconds $(SECONDS))
+	$(FRAUDLAB) loadtest $(if $(RPS),--rps $(RPS)) $(if $(DURATION),--seconds $(DURATION))
 
 #################################################################################
 # DEVELOPMENT                                                                   #
@@ -104,9 +104,12 @@ clean: down
 ## Install uv if it is missing
 .PHONY: ensure-uv
 ensure-uv:
+	@# The last fallback is for distributions that mark their Python externally managed
+	@# (PEP 668): a --user install of one tool does not touch the system's packages.
 	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || { \
 		echo "uv not found: installing it with pip (user site)"; \
-		$(PYTHON_INTERPRETER) -m pip install --user uv || pip install uv; }
+		$(PYTHON_INTERPRETER) -m pip install --user uv || pip install uv \
+		|| $(PYTHON_INTERPRETER) -m pip install --user --break-system-packages uv; }
 
 ## Install the locked dependencies into .venv (pre-compiled: imports start twice as fast)
 .PHONY: sync
