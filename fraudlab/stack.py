@@ -88,6 +88,7 @@ class Started:
     start_time: int
     command: list[str]
     started_at: float
+    url: str  # where it serves (traffic: where it sends), to spot mismatched settings later
 
     def processes(self) -> dict[int, int]:
         """Live processes of this component, as {pid: start time}: our group and descendants.
@@ -148,6 +149,7 @@ def _read_pid_file(settings: Settings, component: str) -> Started | None:
             start_time=int(record["start_time"]),
             command=list(record["command"]),
             started_at=float(record["started_at"]),
+            url=str(record.get("url", "")),
         )
     except FileNotFoundError:
         return None
@@ -191,7 +193,11 @@ def _child_environment(settings: Settings) -> dict[str, str]:
 
 
 def _spawn(
-    settings: Settings, component: str, command: list[str], extra_env: dict[str, str] | None = None
+    settings: Settings,
+    component: str,
+    command: list[str],
+    url: str,
+    extra_env: dict[str, str] | None = None,
 ) -> Started:
     """Start ``command`` detached in its own session, logging to ``<log_dir>/<component>.log``."""
     log_path = log_file(settings, component)
@@ -216,7 +222,7 @@ def _spawn(
         raise RuntimeError(
             f"{component} exited immediately; read {log_path} (`fraudlab logs {component}`)"
         )
-    record = Started(component, proc.pid, start_time, command, time.time())
+    record = Started(component, proc.pid, start_time, command, time.time(), url)
     path = _pid_file(settings, component)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(
@@ -226,6 +232,7 @@ def _spawn(
                 "start_time": record.start_time,
                 "command": command,
                 "started_at": record.started_at,
+                "url": url,
             }
         )
     )
@@ -404,7 +411,7 @@ def _ensure_server(settings: Settings, server: Server) -> bool:
                 f"start; set {server.port_variable} to a free port, then `fraudlab up`"
             )
             return False
-        record = _spawn(settings, server.name, server.command, server.extra_env)
+        record = _spawn(settings, server.name, server.command, server.url, server.extra_env)
         console.print(f"[bold cyan]→[/] started {server.name} (pid {record.pid}) on {server.url}")
     return _wait_until(server.name, server.healthy, server.timeout_s, settings, record)
 
@@ -508,7 +515,12 @@ def _start_traffic(settings: Settings) -> bool:
             "generated future (more days: FRAUDLAB_FUTURE_DAYS and `fraudlab data --force`)"
         )
         return True
-    record = _spawn(settings, "traffic", [sys.executable, "-m", "fraudlab.cli", "simulate"])
+    record = _spawn(
+        settings,
+        "traffic",
+        [sys.executable, "-m", "fraudlab.cli", "simulate"],
+        settings.serving_base_url,
+    )
     console.print(
         f"[bold cyan]→[/] started traffic simulator (pid {record.pid}) at "
         f"{settings.traffic_rps:g} req/s"
@@ -542,6 +554,8 @@ def _start_traffic(settings: Settings) -> bool:
 def up(settings: Settings, traffic: bool = True) -> int:
     """Start (or complete) the embedded stack; 0 only when every component is healthy."""
     _prepare_dirs(settings)
+    # Remembered so that a later `status` does not call a stack started without traffic broken.
+    (settings.run_dir / "stack.json").write_text(json.dumps({"traffic": traffic}))
     started = time.monotonic()
     ok = _start_mlflow(settings) and _bootstrap(settings) and _start_serving(settings)
     if ok and traffic:
@@ -638,8 +652,20 @@ def _pid_cell(settings: Settings, component: str, external: bool) -> str:
     return str(record.pid) if record else "-"
 
 
-def status(settings: Settings, include_traffic: bool = True) -> int:
-    """Print one row per component plus the data the monitors depend on; 0 if all healthy."""
+def _traffic_expected(settings: Settings) -> bool:
+    try:
+        return bool(json.loads((settings.run_dir / "stack.json").read_text())["traffic"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return True
+
+
+def status(settings: Settings, include_traffic: bool | None = None) -> int:
+    """Print one row per component plus the data the monitors depend on; 0 if all healthy.
+
+    The traffic simulator counts only when the stack was started with it (the default).
+    """
+    if include_traffic is None:
+        include_traffic = _traffic_expected(settings)
     table = Table(title=f"fraudlab stack ({settings.home.resolve()})", title_justify="left")
     for column in ("component", "pid", "url", "health", "detail"):
         table.add_column(column)
@@ -698,6 +724,19 @@ def status(settings: Settings, include_traffic: bool = True) -> int:
         detail,
     )
     out.print(table)
+    expected = {
+        "mlflow": settings.tracking_uri,
+        "serving": settings.serving_base_url,
+        "traffic": settings.serving_base_url,
+    }
+    for component, url in expected.items():
+        started = running(settings, component)
+        if started is not None and started.url and started.url != url:
+            out.print(
+                f"[yellow]![/] {component} (pid {started.pid}) was started for {started.url}, "
+                f"but these settings point at {url}: export the FRAUDLAB_* variables `up` ran "
+                "with, or the health above describes someone else's server"
+            )
 
     n_files, n_bytes = _dir_size(settings.prediction_log_dir)
     out.print(
