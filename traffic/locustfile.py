@@ -4,6 +4,9 @@ Owns: what one simulated client does. Must not: decide the load (``traffic.loadt
 users and rate and reads the results) or build payloads (they come pre-sampled from valid future
 transactions in the file ``--payloads-file`` names, read once per Locust process).
 
+Locust shares the 2 cores with serving (0.3-0.8 of a core per FIELD-NOTES, 0.13-0.18 measured
+at 50-100 req/s with FastHttpUser), so keep the per-request work here minimal.
+
 Run through ``fraudlab loadtest``; by hand::
 
     locust -f traffic/locustfile.py --headless -u 10 -r 10 -t 30s --host http://127.0.0.1:3000 \

@@ -221,8 +221,12 @@ class Materializer:
                     target,
                 )
 
-    def close(self, timeout: float = 60.0) -> None:
-        """Let a running materialisation finish (the SQLite online store dislikes half writes)."""
+    def close(self, timeout: float = 10.0) -> None:
+        """Give a running materialisation a moment to finish.
+
+        Bounded below `fraudlab down`'s 15 s grace: state is already persisted by then, and an
+        interrupted SQLite write is rolled back, so the next day boundary simply redoes it.
+        """
         self.stopping = True
         self.wake.set()
         self.thread.join(timeout)
