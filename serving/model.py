@@ -71,16 +71,13 @@ class ServedModel:
 
 
 def open_session(bundle: ModelBundle, settings: Settings) -> ort.InferenceSession:
-    import onnxruntime as ort
+    """One session, threads set on purpose: the same options training's latency check and
+    parity check use (``pipelines.export.onnx_session``), so what was measured is what serves.
+    One intra-op thread by default: a single row gains nothing from parallelism, and on two
+    shared cores extra ORT threads fight the HTTP loop and wreck the tail."""
+    from pipelines.export import onnx_session
 
-    options = ort.SessionOptions()
-    # One intra-op thread by default: a single row gains nothing from parallelism, and on two
-    # shared cores extra ORT threads fight the HTTP loop and wreck the tail (field notes).
-    options.intra_op_num_threads = settings.ort_threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(bundle.onnx_path), options,
-                                providers=["CPUExecutionProvider"])
+    return onnx_session(bundle.onnx_path.read_bytes(), threads=settings.ort_threads)
 
 
 def prepare(bundle: ModelBundle, settings: Settings) -> ServedModel:

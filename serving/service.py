@@ -10,6 +10,15 @@ Start it from the repository root::
 
     bentoml serve serving.service:FraudScorer --host 127.0.0.1 --port $FRAUDLAB_SERVING_PORT
 
+Give each stack its own ``BENTOML_HOME`` (e.g. ``$FRAUDLAB_HOME/bentoml``): ``bentoml serve``
+empties ``$BENTOML_HOME/prometheus_multiproc_dir`` at start, so a second server sharing the
+home silently takes over the first one's /metrics.
+
+Start-up loads the champion (MLflow, else the cached last bundle) and opens the feature store
+before the worker accepts requests; with neither a registry nor a cache the worker stops with a
+message saying what to run, and BentoML restarts it until a champion appears (``/readyz`` stays
+unready meanwhile).
+
 Endpoints: ``POST /score`` (one transaction → score and decision), ``POST /reload`` (check the
 champion alias now), BentoML's ``/livez``, ``/readyz`` (true once model and feature store are
 loaded and the log writer runs) and ``/metrics``.
