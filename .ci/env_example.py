@@ -10,7 +10,6 @@ of truth; this file is generated from it so the two cannot drift apart.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from fraudlab.settings import REPO_ROOT, Settings
 
