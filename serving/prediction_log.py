@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -64,6 +65,15 @@ class VelocityPush:
     last_txn_ts: float | None
     velocity_1h: float | None
     small_velocity_1h: float | None
+
+
+def _json_safe(value: object) -> object:
+    """NaN and infinity become None: JSON has no such numbers, and a record must not be lost."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _json_default(value: object) -> object:
@@ -150,7 +160,8 @@ class PredictionSink:
         lines = []
         for record in records:
             try:
-                lines.append(json.dumps(record, default=_json_default, allow_nan=False))
+                lines.append(json.dumps(_json_safe(record), default=_json_default,
+                                        allow_nan=False))
             except (TypeError, ValueError) as exc:
                 self._metrics.log_records.labels(outcome="error").inc()
                 log.error("dropped an unserialisable prediction record %s: %s",

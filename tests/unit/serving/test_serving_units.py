@@ -85,6 +85,16 @@ def test_every_record_is_on_disk_after_close(tmp_path) -> None:
     )
 
 
+def test_non_finite_values_are_logged_as_null_not_dropped(tmp_path) -> None:
+    sink = PredictionSink(small_settings(tmp_path))
+    sink.submit({"request_id": "r", "features": {"velocity_1h": math.nan},
+                 "model_inputs": {"x": np.float32("inf")}}, None)
+    sink.close()
+    (path,) = (tmp_path / "predictions").glob("*.jsonl")
+    record = json.loads(path.read_text())
+    assert record["features"]["velocity_1h"] is None and record["model_inputs"]["x"] is None
+
+
 def test_a_burst_from_one_user_chains_velocity_like_the_backfill(tmp_path) -> None:
     """Three transactions served the same (stale) state must still count three."""
     sink = PredictionSink(small_settings(tmp_path))
