@@ -8,7 +8,7 @@ Must not: define features (``features.definitions``) or transform them (``featur
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +46,20 @@ def apply_definitions(store: FeatureStore, settings: Settings | None = None) -> 
     store.apply(build((settings or get_settings()).feature_data_dir))
 
 
+# Views whose rows are facts fixed when the entity is created (an account's sign-up date and
+# home region). The account service writes them as the account opens, before it can transact,
+# so they are loaded a day ahead of the clock: a customer who signs up today is known today.
+# No transaction precedes its account, so this cannot leak anything into a score.
+CREATED_WITH_ENTITY = ("user_profile",)
+CREATED_WITH_ENTITY_LEAD = timedelta(days=1)
+
+
 def materialize(store: FeatureStore, end: datetime) -> None:
     """Load every view's values up to ``end`` into the online store (incrementally)."""
-    store.materialize_incremental(end_date=end)
+    views = [fv.name for fv in store.list_feature_views()]
+    batch = [name for name in views if name not in CREATED_WITH_ENTITY]
+    ahead = [name for name in views if name in CREATED_WITH_ENTITY]
+    if batch:
+        store.materialize_incremental(end_date=end, feature_views=batch)
+    if ahead:
+        store.materialize_incremental(end_date=end + CREATED_WITH_ENTITY_LEAD, feature_views=ahead)

@@ -30,6 +30,7 @@ from features.transforms import MODEL_FEATURES, build_model_inputs, to_matrix, t
 from fraudlab.settings import REPO_ROOT, Settings
 from pipelines import evaluation, export
 from pipelines.data import (
+    REQUEST_COLUMNS,
     epoch_seconds,
     frame_hash,
     read_clock,
@@ -46,16 +47,6 @@ from pipelines.registry import (
     SPEC_FILE,
 )
 
-REQUEST_COLUMNS = [
-    "txn_id",
-    "event_timestamp",
-    "user_id",
-    "merchant_id",
-    "device_id",
-    "amount",
-    "channel",
-    "ip_region",
-]
 WARMUP_DAYS = 14  # windowed features need history before their values mean anything
 
 LGBM_PARAMS: dict[str, Any] = {
@@ -103,7 +94,7 @@ def entity_frame(
 ) -> pd.DataFrame:
     """Transactions in [start, end) with their label: 1 if a chargeback had arrived."""
     window = txns[(txns["event_timestamp"] >= start) & (txns["event_timestamp"] < end)]
-    frame = window[REQUEST_COLUMNS].copy()
+    frame = window[list(REQUEST_COLUMNS)].copy()
     frame["label"] = frame["txn_id"].isin(labels["txn_id"]).astype(np.int8)
     return frame.reset_index(drop=True)
 
@@ -362,7 +353,7 @@ def run(settings: Settings, promote: bool = True, progress: Progress | None = No
     start, end = training_window(settings, clock)
     tags = {
         "git_commit": git_commit(),
-        "data_hash": frame_hash(frame[REQUEST_COLUMNS + ["label"]]),
+        "data_hash": frame_hash(frame[[*REQUEST_COLUMNS, "label"]]),
         "feature_service": settings.feature_service,
         "transform_version": transform_spec()["version"],
     }

@@ -34,7 +34,8 @@ from rich.console import Console
 
 from fraudlab.settings import Settings
 from pipelines import data
-from traffic.simulator import REQUEST_COLUMNS, payload
+from pipelines.data import REQUEST_COLUMNS
+from traffic.simulator import payload
 
 console = Console(highlight=False, soft_wrap=True)
 

@@ -32,19 +32,10 @@ import pandas as pd
 
 from fraudlab.settings import Settings
 from pipelines import data
+from pipelines.data import REQUEST_COLUMNS
 
 log = logging.getLogger("fraudlab.traffic")
 
-REQUEST_COLUMNS = (
-    "txn_id",
-    "user_id",
-    "merchant_id",
-    "device_id",
-    "amount",
-    "channel",
-    "ip_region",
-    "event_timestamp",
-)
 STATE_FILE = "traffic_state.json"
 PROGRESS_LOG_S = 30.0
 PERSIST_EVERY_S = 2.0
@@ -59,8 +50,8 @@ def state_path(settings: Settings) -> Path:
 
 
 def payload(row: tuple) -> dict:
-    """The /score request for one transaction: its own ids, amount and event time."""
-    txn_id, user_id, merchant_id, device_id, amount, channel, ip_region, ts = row
+    """The /score request for one transaction (a row of ``REQUEST_COLUMNS``, in that order)."""
+    txn_id, ts, user_id, merchant_id, device_id, amount, channel, ip_region = row
     return {
         "transaction_id": str(txn_id),
         "user_id": int(user_id),

@@ -13,7 +13,8 @@ import pytest
 
 from features.transforms import STORED_FEATURES, to_matrix
 from pipelines import export, registry
-from pipelines.data import read_clock, read_raw
+from pipelines.data import REQUEST_COLUMNS, read_clock, read_raw
+from traffic.simulator import payload as simulator_payload
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -21,16 +22,9 @@ N_REPLAYED = 40
 
 
 def payload(txn: pd.Series, prefix: str = "it") -> dict:
-    return {
-        "transaction_id": f"{prefix}-{txn['txn_id']}",
-        "user_id": int(txn["user_id"]),
-        "merchant_id": int(txn["merchant_id"]),
-        "device_id": int(txn["device_id"]),
-        "amount": float(txn["amount"]),
-        "channel": txn["channel"],
-        "ip_region": txn["ip_region"],
-        "timestamp": txn["event_timestamp"].isoformat(),
-    }
+    """The simulator's request for this transaction, under a test transaction id."""
+    body = simulator_payload(tuple(txn[c] for c in REQUEST_COLUMNS))
+    return {**body, "transaction_id": f"{prefix}-{txn['txn_id']}"}
 
 
 def read_log(settings) -> list[dict]:
