@@ -54,8 +54,26 @@ CREATED_WITH_ENTITY = ("user_profile",)
 CREATED_WITH_ENTITY_LEAD = timedelta(days=1)
 
 
+def _allow_reads_during_writes(store: FeatureStore) -> None:
+    """SQLite online store: write-ahead logging, so serving's reads never wait on a writer.
+
+    In SQLite's default journal mode a materialisation's commit locks readers out; serving
+    would then stall (or fall back) every night. WAL mode is a property of the database file,
+    so setting it once is enough; other online stores need nothing here.
+    """
+    config = store.config.online_store
+    if getattr(config, "type", None) == "sqlite":
+        import sqlite3
+
+        path = Path(config.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(path) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+
+
 def materialize(store: FeatureStore, end: datetime) -> None:
     """Load every view's values up to ``end`` into the online store (incrementally)."""
+    _allow_reads_during_writes(store)
     views = [fv.name for fv in store.list_feature_views()]
     batch = [name for name in views if name not in CREATED_WITH_ENTITY]
     ahead = [name for name in views if name in CREATED_WITH_ENTITY]

@@ -38,8 +38,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fraudlab.serving")
 
-REQUIRED_SPEC_KEYS = ("feature_service", "feature_order", "threshold", "onnx_input",
-                      "onnx_output", "transform_version")
+REQUIRED_SPEC_KEYS = (
+    "feature_service",
+    "feature_order",
+    "threshold",
+    "onnx_input",
+    "onnx_output",
+    "transform_version",
+)
 
 
 class BundleError(RuntimeError):
@@ -117,8 +123,9 @@ def dry_run(served: ServedModel) -> None:
     """Score one synthetic row end to end: catches feature-order and shape mistakes before
     the model serves, and pays onnxruntime's first-run cost outside any request."""
     row: dict[str, list[object]] = {name: [None] for name in STORED_FEATURES}
-    row.update({"amount": [10.0], "channel": ["web"], "ip_region": ["EU"],
-                "event_ts": [time.time()]})
+    row.update(
+        {"amount": [10.0], "channel": ["web"], "ip_region": ["EU"], "event_ts": [time.time()]}
+    )
     assert set(REQUEST_FIELDS) <= row.keys()
     try:
         x = to_matrix(build_model_inputs(row), served.feature_order)
@@ -146,8 +153,13 @@ def load_champion(settings: Settings) -> ServedModel:
                 f" said: {exc}. No cached bundle in {cache} either. Start MLflow"
                 " (`make up`) and register a champion (`fraudlab train`), then restart serving."
             ) from exc
-        log.warning("MLflow unavailable at start-up (%s); serving cached champion version %s"
-                    " from %s until the registry answers again", exc, cached.version, cache)
+        log.warning(
+            "MLflow unavailable at start-up (%s); serving cached champion version %s"
+            " from %s until the registry answers again",
+            exc,
+            cached.version,
+            cache,
+        )
         bundle = cached
     return prepare(bundle, settings)
 
@@ -168,8 +180,9 @@ class RateLimitedWarning:
     def failure(self, message: str, *args: object) -> None:
         now = time.monotonic()
         if now - self._last >= self.every_s:
-            suffix = f" (+{self._suppressed} more since the last warning)" \
-                if self._suppressed else ""
+            suffix = (
+                f" (+{self._suppressed} more since the last warning)" if self._suppressed else ""
+            )
             log.warning(message + suffix, *args)
             self._last, self._suppressed, self._reported = now, 0, True
         else:
@@ -217,16 +230,24 @@ class Champion:
             try:
                 found = registry.resolve_alias(self.settings)
             except Exception as exc:  # noqa: BLE001 - any failure keeps the old model
-                self._warn.failure("champion check failed, still serving version %s: %s",
-                                   before.version, exc)
+                self._warn.failure(
+                    "champion check failed, still serving version %s: %s", before.version, exc
+                )
                 self._count("registry_unreachable")
-                return ReloadOutcome(before.version, before.version, False,
-                                     f"registry unreachable, kept version {before.version}")
-            self._warn.recovered("registry reachable again (serving version %s)",
-                                 before.version)
+                return ReloadOutcome(
+                    before.version,
+                    before.version,
+                    False,
+                    f"registry unreachable, kept version {before.version}",
+                )
+            self._warn.recovered("registry reachable again (serving version %s)", before.version)
             if found is None:
-                return ReloadOutcome(before.version, before.version, False,
-                                     "no champion alias in the registry; kept current model")
+                return ReloadOutcome(
+                    before.version,
+                    before.version,
+                    False,
+                    "no champion alias in the registry; kept current model",
+                )
             version = found[0]
             if version == before.version:
                 return ReloadOutcome(before.version, before.version, False, "already current")
@@ -240,19 +261,24 @@ class Champion:
                     self._validate(candidate)
             except Exception as exc:  # noqa: BLE001 - any failure keeps the old model
                 if version not in self._failed_versions:
-                    log.error("champion moved to version %s but it cannot be served; still"
-                              " serving version %s: %s", version, before.version, exc)
+                    log.error(
+                        "champion moved to version %s but it cannot be served; still"
+                        " serving version %s: %s",
+                        version,
+                        before.version,
+                        exc,
+                    )
                     self._failed_versions.add(version)
                 self._count("rejected")
-                return ReloadOutcome(before.version, before.version, False,
-                                     f"version {version} rejected: {exc}")
+                return ReloadOutcome(
+                    before.version, before.version, False, f"version {version} rejected: {exc}"
+                )
             self.current = candidate  # the swap: atomic, in-flight requests keep their model
             if self._on_swap is not None:
                 self._on_swap(before, candidate)
             self._count("swapped")
             log.info("now serving model version %s (was %s)", version, before.version)
-            return ReloadOutcome(before.version, version, True,
-                                 f"loaded version {version}")
+            return ReloadOutcome(before.version, version, True, f"loaded version {version}")
 
     @staticmethod
     def _count(outcome: str) -> None:
@@ -273,4 +299,3 @@ class Champion:
 
     def stop(self) -> None:
         self._stop.set()
-

@@ -11,13 +11,13 @@ to the OS at least every ``FLUSH_INTERVAL_S`` and fsynced on ``close()``, which 
 calls on shutdown, so a clean stop (SIGTERM or SIGINT) loses no record. The thread has its own
 ``FeatureStore``, so its writes never share a SQLite connection with request-path reads.
 
-Pushes are batched in time: one ``push`` call every ``PUSH_INTERVAL_S`` at most. A Feast push
-costs ~20 ms of Python whatever its size (registry objects are rebuilt per call), and that time
-holds the GIL the request path needs; once per request it would dominate serving's CPU and its
-tail. The price is that a user's pushed velocity lands up to ``PUSH_INTERVAL_S`` later. So a
-burst (card testing) is still counted in full, the thread chains updates itself: when it has
-pushed (or is about to push) a newer state for a user than the one a request was served, it
-updates from its own state — exactly what the offline backfill computes.
+Pushes are batched in time: one write every ``PUSH_INTERVAL_S`` at most, because a Feast push
+costs milliseconds of Python that hold the GIL the request path needs. Batching must not make
+the velocity features stale, or a burst (card testing) would be scored as a single purchase and
+serving would disagree with the offline backfill. So the new state is computed on the request
+path when a transaction is submitted (``features.transforms.velocity_update``, ~30 µs) and kept
+in memory until it has surely reached the store; ``fresh_velocity`` lays it over what the store
+returned for the next request of the same user. Read-your-writes, with one update function.
 
 A record: request_id, transaction_id, logged_at, event_ts, user_id, merchant_id, device_id,
 request (the request fields), features (stored features as served, None when missing),
@@ -57,7 +57,7 @@ RECENT_STATE_S = 60.0
 
 @dataclass(frozen=True)
 class VelocityPush:
-    """What is needed to push one user's velocity after a transaction (the state served)."""
+    """One scored transaction's input to the velocity state: the state served, and the event."""
 
     user_id: int
     event_ts: float
@@ -65,6 +65,9 @@ class VelocityPush:
     last_txn_ts: float | None
     velocity_1h: float | None
     small_velocity_1h: float | None
+
+
+VELOCITY_FIELDS = ("last_txn_ts", "velocity_1h", "small_velocity_1h")
 
 
 def _json_safe(value: object) -> object:
@@ -99,8 +102,10 @@ class PredictionSink:
         self._day: str | None = None
         self._store: Any = None
         self._push_warn = RateLimitedWarning()
-        self._pending: list[VelocityPush] = []
-        self._recent: dict[int, tuple[float, float, float, float]] = {}
+        # user → (state after the user's latest scored transaction, monotonic time computed)
+        self._latest: dict[int, tuple[tuple[float, float, float], float]] = {}
+        self._latest_lock = threading.Lock()
+        self._pending: list[tuple[int, tuple[float, float, float]]] = []
         self._closed = False
         self._metrics = serving_metrics()
         self._thread = threading.Thread(target=self._run, name="prediction-sink", daemon=True)
@@ -108,8 +113,36 @@ class PredictionSink:
 
     # --- request path -----------------------------------------------------------------
     def submit(self, record: dict[str, Any], push: VelocityPush | None) -> None:
-        """Hand over a scored request; never blocks."""
-        self._queue.append((record, push))
+        """Hand over a scored request; never blocks. Updates the user's velocity state now."""
+        state = self._advance(push) if push is not None else None
+        self._queue.append((record, state))
+
+    def fresh_velocity(self, user_id: int, served: dict[str, Any]) -> dict[str, Any]:
+        """``served`` with the velocity state of a transaction not yet pushed laid over it."""
+        mine = self._latest.get(user_id)
+        if mine is None:
+            return served
+        state = mine[0]
+        if served.get("last_txn_ts") is not None and served["last_txn_ts"] >= state[0]:
+            return served  # the store already has this state (or a newer one)
+        return {**served, **dict(zip(VELOCITY_FIELDS, state, strict=True))}
+
+    def _advance(self, push: VelocityPush) -> tuple[int, tuple[float, float, float]]:
+        new = velocity_update(
+            [push.last_txn_ts],
+            [push.velocity_1h],
+            [push.small_velocity_1h],
+            [push.event_ts],
+            [push.amount],
+        )
+        state = (
+            float(new["last_txn_ts"][0]),
+            float(new["velocity_1h"][0]),
+            float(new["small_velocity_1h"][0]),
+        )
+        with self._latest_lock:
+            self._latest[push.user_id] = (state, time.monotonic())
+        return push.user_id, state
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -132,14 +165,16 @@ class PredictionSink:
             stopping = self._stop.wait(FLUSH_INTERVAL_S)
             try:
                 while self._queue:
-                    batch = [self._queue.popleft()
-                             for _ in range(min(len(self._queue), MAX_BATCH))]
+                    batch = [
+                        self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))
+                    ]
                     self._write([record for record, _ in batch])
-                    self._pending.extend(push for _, push in batch if push is not None)
+                    self._pending.extend(state for _, state in batch if state is not None)
                 if self._file is not None:
                     self._file.flush()
                 if self._pending and (
-                    stopping or time.monotonic() - last_push >= PUSH_INTERVAL_S
+                    stopping
+                    or time.monotonic() - last_push >= PUSH_INTERVAL_S
                     or len(self._pending) >= MAX_BATCH
                 ):
                     pending, self._pending = self._pending, []
@@ -160,12 +195,16 @@ class PredictionSink:
         lines = []
         for record in records:
             try:
-                lines.append(json.dumps(_json_safe(record), default=_json_default,
-                                        allow_nan=False))
+                lines.append(
+                    json.dumps(_json_safe(record), default=_json_default, allow_nan=False)
+                )
             except (TypeError, ValueError) as exc:
                 self._metrics.log_records.labels(outcome="error").inc()
-                log.error("dropped an unserialisable prediction record %s: %s",
-                          record.get("request_id"), exc)
+                log.error(
+                    "dropped an unserialisable prediction record %s: %s",
+                    record.get("request_id"),
+                    exc,
+                )
         if lines:
             self._file.write("\n".join(lines) + "\n")
             self._metrics.log_records.labels(outcome="written").inc(len(lines))
@@ -177,41 +216,36 @@ class PredictionSink:
             self._file.close()
             self._file = None
 
-    def _next_states(self, pushes: list[VelocityPush]) -> dict[str, list[float]]:
-        """Velocity state after each transaction, chaining on this thread's own newer states."""
-        now = time.monotonic()
-        self._recent = {u: v for u, v in self._recent.items() if now - v[3] < RECENT_STATE_S}
-        rows: dict[str, list[float]] = {"last_txn_ts": [], "velocity_1h": [],
-                                        "small_velocity_1h": []}
-        for p in sorted(pushes, key=lambda p: p.event_ts):
-            prev = (p.last_txn_ts, p.velocity_1h, p.small_velocity_1h)
-            mine = self._recent.get(p.user_id)
-            if mine is not None and (p.last_txn_ts is None or mine[0] > p.last_txn_ts):
-                prev = mine[:3]  # the served state predates a transaction we already counted
-            state = velocity_update([prev[0]], [prev[1]], [prev[2]], [p.event_ts], [p.amount])
-            new = (float(state["last_txn_ts"][0]), float(state["velocity_1h"][0]),
-                   float(state["small_velocity_1h"][0]))
-            self._recent[p.user_id] = (*new, now)
-            for name, value in zip(rows, new, strict=True):
-                rows[name].append(value)
-        return rows
+    def _forget_pushed(self) -> None:
+        """Drop in-memory states old enough to be in the store (pushed many intervals ago)."""
+        cutoff = time.monotonic() - RECENT_STATE_S
+        with self._latest_lock:
+            stale = [u for u, (_, at) in self._latest.items() if at < cutoff]
+            for user in stale:
+                del self._latest[user]
 
-    def _push(self, pushes: list[VelocityPush]) -> None:
+    def _push(self, states: list[tuple[int, tuple[float, float, float]]]) -> None:
         import pandas as pd
         from feast.data_source import PushMode
 
         from pipelines.feature_tables import VELOCITY_AVAILABLE_AFTER
 
-        ordered = sorted(pushes, key=lambda p: p.event_ts)
-        state = self._next_states(ordered)
+        self._forget_pushed()
+        # only each user's newest state matters to the online store
+        newest: dict[int, tuple[float, float, float]] = {}
+        for user, state in states:
+            if user not in newest or state[0] >= newest[user][0]:
+                newest[user] = state
+        users = list(newest)
+        columns = {name: [newest[u][i] for u in users] for i, name in enumerate(VELOCITY_FIELDS)}
         frame = pd.DataFrame(
             {
-                "user_id": np.array([p.user_id for p in ordered], dtype=np.int64),
+                "user_id": np.array(users, dtype=np.int64),
                 # Same convention as the offline table: the state becomes visible a millisecond
                 # after its transaction, so a point-in-time join sees the state before it.
-                "event_timestamp": pd.to_datetime(state["last_txn_ts"], unit="s", utc=True)
+                "event_timestamp": pd.to_datetime(columns["last_txn_ts"], unit="s", utc=True)
                 + VELOCITY_AVAILABLE_AFTER,
-                **state,
+                **columns,
             }
         )
         try:
@@ -222,8 +256,9 @@ class PredictionSink:
             self._store.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
         except Exception as exc:  # noqa: BLE001 - a failed push must not stop logging
             self._metrics.pushes.labels(outcome="error").inc(len(frame))
-            self._push_warn.failure("velocity push of %d rows failed: %s: %s", len(frame),
-                                    type(exc).__name__, exc)
+            self._push_warn.failure(
+                "velocity push of %d rows failed: %s: %s", len(frame), type(exc).__name__, exc
+            )
             return
         self._metrics.pushes.labels(outcome="pushed").inc(len(frame))
         self._push_warn.recovered("velocity pushes succeed again")

@@ -47,8 +47,12 @@ class Transaction(BaseModel):
     merchant_id: EntityId
     device_id: EntityId
     # NaN and infinity would pass a bare float; a model fed NaN scores garbage silently.
-    amount: float = Field(gt=0, le=MAX_AMOUNT, allow_inf_nan=False,
-                          description=f"Amount in dollars, above 0 and at most {MAX_AMOUNT:g}.")
+    amount: float = Field(
+        gt=0,
+        le=MAX_AMOUNT,
+        allow_inf_nan=False,
+        description=f"Amount in dollars, above 0 and at most {MAX_AMOUNT:g}.",
+    )
     channel: Channel  # type: ignore[valid-type]
     ip_region: Region  # type: ignore[valid-type]
     timestamp: AwareDatetime | None = Field(

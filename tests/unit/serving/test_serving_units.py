@@ -87,8 +87,14 @@ def test_every_record_is_on_disk_after_close(tmp_path) -> None:
 
 def test_non_finite_values_are_logged_as_null_not_dropped(tmp_path) -> None:
     sink = PredictionSink(small_settings(tmp_path))
-    sink.submit({"request_id": "r", "features": {"velocity_1h": math.nan},
-                 "model_inputs": {"x": np.float32("inf")}}, None)
+    sink.submit(
+        {
+            "request_id": "r",
+            "features": {"velocity_1h": math.nan},
+            "model_inputs": {"x": np.float32("inf")},
+        },
+        None,
+    )
     sink.close()
     (path,) = (tmp_path / "predictions").glob("*.jsonl")
     record = json.loads(path.read_text())
@@ -96,19 +102,17 @@ def test_non_finite_values_are_logged_as_null_not_dropped(tmp_path) -> None:
 
 
 def test_a_burst_from_one_user_chains_velocity_like_the_backfill(tmp_path) -> None:
-    """Three transactions served the same (stale) state must still count three."""
+    """Three quick transactions: each is served the state after the one before, as offline."""
     sink = PredictionSink(small_settings(tmp_path))
     try:
-        served = (1000.0, 2.0, 1.0)  # last_txn_ts, velocity_1h, small_velocity_1h
-        txns = [(2000.0, 3.0), (2010.0, 1.0), (2020.0, 50.0)]
-        pushes = [VelocityPush(7, ts, amount, *served) for ts, amount in txns]
-        got = sink._next_states(pushes)
-        state = {
-            "last_txn_ts": [served[0]],
-            "velocity_1h": [served[1]],
-            "small_velocity_1h": [served[2]],
-        }
-        for ts, amount in txns:  # the backfill walks each transaction from the one before
+        stale = {"last_txn_ts": 1000.0, "velocity_1h": 2.0, "small_velocity_1h": 1.0}
+        state = {name: [value] for name, value in stale.items()}
+        for ts, amount in [(2000.0, 3.0), (2010.0, 1.0), (2020.0, 50.0)]:
+            # the store still answers the stale state; serving must see the newest one
+            served = sink.fresh_velocity(7, dict(stale))
+            for name in stale:
+                assert served[name] == pytest.approx(float(state[name][0])), name
+            sink.submit({"request_id": str(ts)}, VelocityPush(7, ts, amount, *served.values()))
             state = velocity_update(
                 state["last_txn_ts"],
                 state["velocity_1h"],
@@ -116,17 +120,24 @@ def test_a_burst_from_one_user_chains_velocity_like_the_backfill(tmp_path) -> No
                 [ts],
                 [amount],
             )
-        for name in ("last_txn_ts", "velocity_1h", "small_velocity_1h"):
-            assert got[name][-1] == pytest.approx(float(state[name][0]))
+        final = sink.fresh_velocity(7, dict(stale))
+        assert final["velocity_1h"] == pytest.approx(float(state["velocity_1h"][0]))
+        assert final["small_velocity_1h"] == pytest.approx(float(state["small_velocity_1h"][0]))
     finally:
         sink.close()
 
 
-def test_first_transaction_of_a_new_user_starts_from_nothing(tmp_path) -> None:
+def test_the_store_state_wins_once_it_is_as_new(tmp_path) -> None:
     sink = PredictionSink(small_settings(tmp_path))
     try:
-        got = sink._next_states([VelocityPush(8, 500.0, 2.0, None, None, None)])
-        assert got == {"last_txn_ts": [500.0], "velocity_1h": [1.0], "small_velocity_1h": [1.0]}
+        sink.submit({"request_id": "a"}, VelocityPush(8, 500.0, 2.0, None, None, None))
+        overlaid = sink.fresh_velocity(
+            8, {"last_txn_ts": None, "velocity_1h": None, "small_velocity_1h": None}
+        )
+        assert overlaid == {"last_txn_ts": 500.0, "velocity_1h": 1.0, "small_velocity_1h": 1.0}
+        newer = {"last_txn_ts": 900.0, "velocity_1h": 4.0, "small_velocity_1h": 0.0}
+        assert sink.fresh_velocity(8, newer) == newer
+        assert sink.fresh_velocity(9, newer) == newer  # another user: untouched
     finally:
         sink.close()
 
