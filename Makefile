@@ -75,6 +75,11 @@ simulate:
 loadtest:
 	$(FRAUDLAB) loadtest $(if $(RPS),--rps $(RPS)) $(if $(DURATION),--seconds $(DURATION))
 
+## Measure every performance target side by side: ratios, p99s (needs `make up`; ~2 min)
+.PHONY: bench
+bench:
+	$(FRAUDLAB) bench $(if $(RPS),--rps $(RPS)) $(if $(DURATION),--seconds $(DURATION))
+
 #################################################################################
 # DEVELOPMENT                                                                   #
 #################################################################################

@@ -127,5 +127,16 @@ def loadtest(
     )
 
 
+@app.command()
+def bench(
+    seconds: Annotated[float, typer.Option(help="Seconds per load measurement.")] = 20.0,
+    rps: Annotated[float, typer.Option(help="Standard load for the latency budget.")] = 50.0,
+) -> None:
+    """Measure every performance target side by side (needs the stack up)."""
+    from bench import run as bench_run
+
+    raise typer.Exit(bench_run.run(get_settings(), seconds=seconds, rps=rps))
+
+
 if __name__ == "__main__":
     app()
