@@ -496,7 +496,9 @@ def _start_serving(settings: Settings) -> bool:
             healthy=lambda: serving_ready(settings),
             timeout_s=SERVING_TIMEOUT_S,
             command=command,
-            extra_env={},
+            # BentoML empties $BENTOML_HOME/prometheus_multiproc_dir at start: two stacks sharing
+            # the default home would overwrite each other's /metrics. Each stack gets its own.
+            extra_env={"BENTOML_HOME": str(settings.home.resolve() / "bentoml")},
         ),
     )
 

@@ -34,6 +34,8 @@ from fraudlab.settings import Settings
 from pipelines import data
 from pipelines.data import REQUEST_COLUMNS
 
+TXN_ID, TS = REQUEST_COLUMNS.index("txn_id"), REQUEST_COLUMNS.index("event_timestamp")
+
 log = logging.getLogger("fraudlab.traffic")
 
 STATE_FILE = "traffic_state.json"
@@ -346,7 +348,7 @@ class Simulator:
                 if self.max_requests is not None and p.sent >= self.max_requests:
                     log.info("reached max_requests=%d", self.max_requests)
                     break
-                ts = pd.Timestamp(row[-1])
+                ts = pd.Timestamp(row[TS])
                 if ts.floor("D") > p.clock.floor("D"):
                     # Midnight passed: yesterday's batch features are now final upstream.
                     materializer.request(ts.floor("D"))
@@ -360,7 +362,7 @@ class Simulator:
                 next_at += self.interval
                 if self.send(client, payload(row)):
                     p.sent += 1
-                p.clock, p.last_txn_id = ts, int(row[0])
+                p.clock, p.last_txn_id = ts, int(row[TXN_ID])
                 p.labels += feed.flush(p.clock)
                 if time.monotonic() - self.last_persist >= PERSIST_EVERY_S:
                     self.persist()
