@@ -82,7 +82,6 @@ class Scorer:
         # heap is a stall of tens of milliseconds in the middle of some request.
         gc.collect()
         gc.freeze()
-        self.started_in_s = time.perf_counter() - started
         log.info(
             "serving model %s v%s (threshold %.4f, feature service %s) ready in %.1fs",
             model.bundle.name,

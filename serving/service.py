@@ -84,15 +84,6 @@ class FraudScorer:
     def __init__(self) -> None:
         self.scorer = Scorer(get_settings())
         atexit.register(self.scorer.close)  # a second line of defence if shutdown is skipped
-        model = self.scorer.champion.current
-        log.info(
-            "serving model %s v%s (threshold %.4f, feature service %s) ready in %.1fs",
-            model.bundle.name,
-            model.version,
-            model.threshold,
-            model.feature_service,
-            self.scorer.started_in_s,
-        )
 
     def __is_ready__(self) -> bool:
         return self.scorer.ready()
