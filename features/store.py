@@ -8,6 +8,7 @@ Must not: define features (``features.definitions``) or transform them (``featur
 from __future__ import annotations
 
 import os
+import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,9 @@ def open_store(settings: Settings | None = None) -> FeatureStore:
     for key, value in feast_environment(settings).items():
         os.environ[key] = value  # the settings object is the truth, not a stale variable
     settings.feast_registry.parent.mkdir(parents=True, exist_ok=True)
+    # ibis (under Feast's DuckDB offline store) calls a DuckDB method DuckDB now deprecates;
+    # the warning says nothing a fraudlab user can act on.
+    warnings.filterwarnings("ignore", message=".*fetch_arrow_table", category=DeprecationWarning)
     from feast import FeatureStore
 
     return FeatureStore(repo_path=str(FEATURE_REPO))
