@@ -14,6 +14,7 @@ while the tracking server is down.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,8 @@ def download_bundle(settings: Settings, version: str, run_id: str, cache: Path) 
     """Fetch a version's bundle into ``cache/<version>`` (atomically) and return it."""
     import mlflow
 
+    # a progress bar per bundle download is noise in service logs and CLI output alike
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     target = cache / str(version)
     if not (target / SPEC_FILE).exists():
         staging = cache / f".{version}.partial"
