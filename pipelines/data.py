@@ -24,8 +24,16 @@ from pipelines.timeutil import epoch_seconds  # noqa: F401  (re-exported)
 
 RAW_FILES = ("users", "merchants", "transactions")
 # What a scoring request knows about a transaction: no label, no fraud pattern, no chargeback.
-REQUEST_COLUMNS = ("txn_id", "event_timestamp", "user_id", "merchant_id", "device_id", "amount",
-                   "channel", "ip_region")
+REQUEST_COLUMNS = (
+    "txn_id",
+    "event_timestamp",
+    "user_id",
+    "merchant_id",
+    "device_id",
+    "amount",
+    "channel",
+    "ip_region",
+)
 
 
 def world_config(settings: Settings) -> WorldConfig:

@@ -206,8 +206,10 @@ def evaluation_markdown(
     lines = [
         "# Evaluation report",
         "",
-        ("| split | n | frauds | PR-AUC | recall@1%FPR | "
-        "precision | recall | cost/1k txns | Brier | ECE |"),
+        (
+            "| split | n | frauds | PR-AUC | recall@1%FPR | "
+            "precision | recall | cost/1k txns | Brier | ECE |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for split, m in metrics.items():

@@ -17,8 +17,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def _log_ids(settings) -> list[str]:
     ids = []
     for path in sorted(settings.prediction_log_dir.glob("*.jsonl")):
-        ids += [json.loads(line)["transaction_id"] for line in path.read_text().splitlines()
-                if line.strip()]
+        ids += [
+            json.loads(line)["transaction_id"]
+            for line in path.read_text().splitlines()
+            if line.strip()
+        ]
     return ids
 
 

@@ -9,8 +9,12 @@ from fraudlab.settings import REPO_ROOT, Settings
 
 
 def test_env_example_documents_every_setting() -> None:
-    result = subprocess.run([sys.executable, str(REPO_ROOT / ".ci" / "env_example.py"),
-                             "--check"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / ".ci" / "env_example.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     text = (REPO_ROOT / ".env.example").read_text()
     for name in Settings.model_fields:
