@@ -81,6 +81,15 @@ bench:
 	$(FRAUDLAB) bench $(if $(RPS),--rps $(RPS)) $(if $(DURATION),--seconds $(DURATION))
 
 #################################################################################
+# MONITORING                                                                    #
+#################################################################################
+
+## Judge the prediction log: PSI drift and training-serving skew (M=all|drift|skew)
+.PHONY: monitor
+monitor:
+	$(FRAUDLAB) monitor $(if $(M),$(M))
+
+#################################################################################
 # DEVELOPMENT                                                                   #
 #################################################################################
 

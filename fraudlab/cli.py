@@ -138,5 +138,25 @@ def bench(
     raise typer.Exit(bench_run.run(get_settings(), seconds=seconds, rps=rps))
 
 
+@app.command()
+def monitor(
+    check: Annotated[
+        str, typer.Argument(help="Which monitor: all, drift (PSI) or skew (served vs offline).")
+    ] = "all",
+) -> None:
+    """Judge the prediction log: PSI drift vs the champion's training sample, and skew.
+
+    Findings (warn, alert) are printed, not raised: the exit code is 1 only when a monitor
+    could not run. Reports land in <home>/monitoring/<UTC timestamp>/.
+    """
+    from monitoring.run import Monitor, run_monitors
+
+    try:
+        which = Monitor(check)
+    except ValueError:
+        raise typer.BadParameter(f"'{check}': choose all, drift or skew") from None
+    raise typer.Exit(run_monitors(get_settings(), which))
+
+
 if __name__ == "__main__":
     app()

@@ -93,6 +93,23 @@ class Settings(BaseSettings):
     loadtest_rps: float = Field(default=100.0, description="`make loadtest` request rate.")
     loadtest_seconds: int = Field(default=30, description="`make loadtest` duration.")
 
+    # --- monitoring --------------------------------------------------------------------
+    psi_warn: float = Field(
+        default=0.1, description="PSI at or above which a feature's drift is a warning."
+    )
+    psi_alert: float = Field(
+        default=0.2, description="PSI at or above which a feature's drift is an alert."
+    )
+    monitor_window: int = Field(
+        default=5_000, description="Most recent non-fallback predictions the drift monitor judges."
+    )
+    monitor_min_records: int = Field(
+        default=500, description="Fewer predictions than this in the window: no drift verdict."
+    )
+    skew_sample: int = Field(
+        default=500, description="Most recent predictions the skew monitor recomputes offline."
+    )
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def tracking_uri(self) -> str:
@@ -143,6 +160,10 @@ class Settings(BaseSettings):
     @property
     def serving_cache_dir(self) -> Path:
         return self.home.resolve() / "serving-cache"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        return self.home.resolve() / "monitoring"
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,110 @@
+"""What the monitors read: the prediction log window, the champion bundle, the run folders.
+
+Owns: reading the newest records of the prediction log (newest file first, each file from its
+end, so a window costs what it holds, not what the log holds), finding the champion bundle the
+monitors judge against, and the layout of ``<home>/monitoring/``.
+Must not: write the prediction log (``serving.prediction_log``), load models any other way than
+``pipelines.registry``, or judge anything (``monitoring.drift``, ``monitoring.skew``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fraudlab.settings import Settings
+from pipelines import registry
+
+log = logging.getLogger("fraudlab.monitoring")
+
+BLOCK_BYTES = 1 << 20
+WORKSPACE_DIR = "workspace"
+MODEL_CACHE_DIR = "model-cache"
+
+
+def _reverse_lines(path: Path) -> Iterator[bytes]:
+    """The lines of ``path``, last first, read in blocks from the end."""
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        position = handle.tell()
+        tail = b""
+        while position > 0:
+            step = min(BLOCK_BYTES, position)
+            position -= step
+            handle.seek(position)
+            lines = (handle.read(step) + tail).split(b"\n")
+            tail = lines[0]  # may be the end of a line that starts in an earlier block
+            yield from reversed(lines[1:])
+        yield tail
+
+
+def read_recent(
+    log_dir: Path, limit: int, *, include_fallback: bool = False
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` prediction records, oldest first; fallback scores left out.
+
+    A fallback score was made without the stored features, so it says nothing about their
+    distribution or about skew. A line cut short by a writer mid-flush is skipped.
+    """
+    records: list[dict[str, Any]] = []
+    for path in sorted(log_dir.glob("predictions-*.jsonl"), reverse=True):
+        for line in _reverse_lines(path):
+            if len(records) >= limit:
+                return records[::-1]
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if include_fallback or not record.get("fallback"):
+                records.append(record)
+    return records[::-1]
+
+
+def load_champion(settings: Settings) -> registry.ModelBundle:
+    """The champion bundle from MLflow; when MLflow is unreachable, the one serving last loaded.
+
+    Raises LookupError with the next step to take when neither is available.
+    """
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail fast, then fall back
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    cache = settings.monitoring_dir / MODEL_CACHE_DIR
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        return registry.load_alias(settings, cache)
+    except LookupError:
+        raise
+    except Exception as exc:  # any transport error means "MLflow is not there"
+        for directory in (cache, settings.serving_cache_dir):
+            bundle = registry.last_loaded(directory)
+            if bundle is not None:
+                log.warning(
+                    "MLflow at %s unreachable (%s); judging against the last loaded champion,"
+                    " version %s",
+                    settings.tracking_uri,
+                    type(exc).__name__,
+                    bundle.version,
+                )
+                return bundle
+        raise LookupError(
+            f"cannot reach MLflow at {settings.tracking_uri} and no champion was ever loaded"
+            " here: start the stack (`make up`) and try again"
+        ) from exc
+
+
+def new_run_dir(settings: Settings, now: datetime | None = None) -> Path:
+    """A fresh ``<home>/monitoring/<UTC timestamp>/`` folder for one monitoring run."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
+    directory = settings.monitoring_dir / stamp
+    directory.mkdir(parents=True, exist_ok=False)
+    return directory
+
+
+def workspace_dir(settings: Settings) -> Path:
+    return settings.monitoring_dir / WORKSPACE_DIR
