@@ -28,7 +28,7 @@ import pandas as pd
 
 from features.transforms import MODEL_FEATURES, build_model_inputs, to_matrix, transform_spec
 from fraudlab.settings import REPO_ROOT, Settings
-from pipelines import evaluation, export
+from pipelines import evaluation, export, validation
 from pipelines.data import (
     REQUEST_COLUMNS,
     epoch_seconds,
@@ -301,6 +301,10 @@ def run(settings: Settings, promote: bool = True, progress: Progress | None = No
     clock = read_clock(settings)
     with progress("building the point-in-time training set through Feast"):
         ts = build_training_set(settings, clock)
+    with progress("validating data with Great Expectations"):
+        # before fitting: a model trained on broken data must never reach the registry
+        start, end = training_window(settings, clock)
+        checked = validation.check_before_training(settings, ts.frame, start, end)
     frame, x, order = ts.frame, ts.x, ts.feature_order
     y = frame["label"].to_numpy()
     parts = {name: (frame["split"] == name).to_numpy() for name in ("train", "valid", "test")}
@@ -352,12 +356,12 @@ def run(settings: Settings, promote: bool = True, progress: Progress | None = No
             raise RuntimeError(f"ONNX export does not match LightGBM: {parity}")
         latency = single_row_latency_us(session, x[test])
 
-    start, end = training_window(settings, clock)
     tags = {
         "git_commit": git_commit(),
         "data_hash": frame_hash(frame[[*REQUEST_COLUMNS, "label"]]),
         "feature_service": settings.feature_service,
         "transform_version": transform_spec()["version"],
+        "data_validation": "; ".join(r.summary() for r in checked),
     }
     spec = {
         "model_name": settings.model_name,
