@@ -110,6 +110,29 @@ class Settings(BaseSettings):
         default=500, description="Most recent predictions the skew monitor recomputes offline."
     )
 
+    # --- promotion gates ---------------------------------------------------------------------
+    gate_holdout_days: int = Field(
+        default=7, description="Days of matured labels in the promotion holdout (latest ones)."
+    )
+    gate_pr_auc_tolerance: float = Field(
+        default=0.01, description="Largest PR-AUC drop vs the champion the quality gate allows."
+    )
+    gate_cost_tolerance: float = Field(
+        default=0.02, description="Largest relative expected-cost rise vs the champion allowed."
+    )
+    gate_slice_tolerance: float = Field(
+        default=0.05, description="Largest PR-AUC drop in any slice vs the champion allowed."
+    )
+    gate_slice_min_positives: int = Field(
+        default=10, description="Frauds a slice needs before its PR-AUC can fail the gate."
+    )
+    gate_latency_p99_us: float = Field(
+        default=2_000.0, description="Single-row ONNX p99 budget for a challenger (µs)."
+    )
+    gate_max_feature_auc: float = Field(
+        default=0.98, description="Univariate AUC at which one feature is treated as a leak."
+    )
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def tracking_uri(self) -> str:
@@ -164,6 +187,10 @@ class Settings(BaseSettings):
     @property
     def monitoring_dir(self) -> Path:
         return self.home.resolve() / "monitoring"
+
+    @property
+    def gates_dir(self) -> Path:
+        return self.home.resolve() / "gates"
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,611 @@
+"""Promotion gates: the challenger against the champion on the same fresh holdout.
+
+Owns: the gate functions (quality, slices, ONNX parity, single-row latency, data validation,
+leakage screen), the holdout they are judged on, the gate report (markdown + JSON under
+``<home>/gates/<UTC timestamp>/`` and on the challenger's MLflow run), and the alias moves that
+follow a verdict: ``champion`` moves to the challenger only when every gate passes, and the
+previous champion stays reachable under ``previous_champion`` for ``rollback``.
+
+Must not: train, define or transform features (the holdout is built with training's own
+stages and the feature service each model recorded), or compute metrics differently from
+``pipelines.evaluation``; parity is ``export.parity_ok`` and latency is training's
+``single_row_latency_us``, so a gate can never be looser than what training already checked.
+
+Each gate is a pure function of arrays and frames returning a ``GateResult`` with the numbers
+it judged; ``promote`` wires them to MLflow, Feast and the disk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fraudlab.settings import Settings
+from pipelines import evaluation, export
+
+PREVIOUS_CHAMPION = "previous_champion"
+
+Progress = Callable[[str], AbstractContextManager[None]]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate's verdict and the numbers behind it."""
+
+    name: str
+    passed: bool
+    summary: str  # one line a person reads: the numbers and the rule
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScoredModel:
+    """A model version's calibrated scores on the holdout and its decision threshold."""
+
+    version: str
+    score: np.ndarray
+    threshold: float
+
+
+class NoModelError(LookupError):
+    """The champion or the challenger alias is missing: there is nothing to compare."""
+
+
+# --- gates ----------------------------------------------------------------------------------
+
+
+def quality_gate(
+    y: np.ndarray,
+    amount: np.ndarray,
+    champion: ScoredModel,
+    challenger: ScoredModel,
+    false_decline_cost: float,
+    pr_auc_tolerance: float,
+    cost_tolerance: float,
+) -> GateResult:
+    """PR-AUC no worse than the champion's minus a tolerance, cost no worse than ×(1+tol).
+
+    Each model is judged at its own threshold: a threshold is part of the model.
+    """
+    champ = evaluation.classification_metrics(
+        y, champion.score, amount, champion.threshold, false_decline_cost
+    )
+    chall = evaluation.classification_metrics(
+        y, challenger.score, amount, challenger.threshold, false_decline_cost
+    )
+    pr_ok = chall["pr_auc"] >= champ["pr_auc"] - pr_auc_tolerance
+    cost_ok = chall["expected_cost"] <= champ["expected_cost"] * (1 + cost_tolerance) + 1e-9
+    summary = (
+        f"PR-AUC {chall['pr_auc']:.4f} vs champion {champ['pr_auc']:.4f} "
+        f"(allowed ≥ {champ['pr_auc'] - pr_auc_tolerance:.4f}); expected cost "
+        f"{chall['expected_cost']:,.0f} vs {champ['expected_cost']:,.0f} "
+        f"(allowed ≤ {champ['expected_cost'] * (1 + cost_tolerance):,.0f})"
+    )
+    return GateResult(
+        "quality",
+        bool(pr_ok and cost_ok),
+        summary,
+        {
+            "champion": champ,
+            "challenger": chall,
+            "pr_auc_tolerance": pr_auc_tolerance,
+            "cost_tolerance": cost_tolerance,
+        },
+    )
+
+
+def slice_gate(
+    slices: pd.DataFrame,
+    columns: Mapping[str, str],
+    champion: ScoredModel,
+    challenger: ScoredModel,
+    false_decline_cost: float,
+    tolerance: float,
+    min_positives: int,
+) -> GateResult:
+    """No slice with enough frauds may lose more than ``tolerance`` PR-AUC vs the champion.
+
+    ``slices`` holds y, amount and one column per slice; the scores come from the models.
+    """
+
+    def per_slice(model: ScoredModel) -> dict[str, dict[str, dict[str, float]]]:
+        return evaluation.slice_metrics(
+            slices.assign(score=model.score),
+            columns,
+            model.threshold,
+            false_decline_cost,
+            min_positives=min_positives,
+        )
+
+    champ, chall = per_slice(champion), per_slice(challenger)
+    rows, regressions = [], []
+    for name, groups in chall.items():
+        for value, m in groups.items():
+            if "pr_auc" not in m or "pr_auc" not in champ[name].get(value, {}):
+                continue
+            before, after = champ[name][value]["pr_auc"], m["pr_auc"]
+            row = {
+                "slice": name,
+                "value": value,
+                "positives": m["positives"],
+                "champion_pr_auc": before,
+                "challenger_pr_auc": after,
+                "drop": before - after,
+            }
+            rows.append(row)
+            if before - after > tolerance:
+                regressions.append(row)
+    worst = max(rows, key=lambda r: r["drop"], default=None)
+    if not rows:
+        summary = f"no slice has ≥ {min_positives} frauds: nothing to compare"
+    elif regressions:
+        summary = (
+            ", ".join(
+                f"{r['slice']}={r['value']} PR-AUC {r['champion_pr_auc']:.3f} → "
+                f"{r['challenger_pr_auc']:.3f}"
+                for r in regressions
+            )
+            + f" (drop allowed ≤ {tolerance:.3f})"
+        )
+    else:
+        assert worst is not None
+        summary = (
+            f"{len(rows)} slices compared; largest drop {worst['drop']:+.3f} "
+            f"({worst['slice']}={worst['value']}), allowed ≤ {tolerance:.3f}"
+        )
+    return GateResult(
+        "slices",
+        not regressions,
+        summary,
+        {"compared": rows, "regressions": regressions, "tolerance": tolerance},
+    )
+
+
+def parity_gate(
+    booster, calibration: export.PlattCalibration, session, x: np.ndarray, threshold: float
+) -> GateResult:
+    """The challenger's ONNX graph against its own native LightGBM model on the holdout."""
+    result = export.parity(booster, calibration, session, x, threshold)
+    return GateResult(
+        "onnx_parity",
+        export.parity_ok(result),
+        (
+            f"{result['share_rows_differing']:.3%} of rows differ by > "
+            f"{export.PARITY_ROW_TOLERANCE:g} (allowed ≤ {export.PARITY_MAX_SHARE_DIFFERING:.1%})"
+            f", decisions agree on {result['decision_agreement']:.3%} "
+            f"(allowed ≥ {export.PARITY_MIN_DECISION_AGREEMENT:.1%}), "
+            f"max |Δ| {result['max_abs_diff']:.2e}"
+        ),
+        result,
+    )
+
+
+def latency_gate(session, x: np.ndarray, budget_us: float, n: int = 2000) -> GateResult:
+    """Single-row ONNX p99 under the budget (measured exactly as training measures it)."""
+    from pipelines.training import single_row_latency_us
+
+    latency = single_row_latency_us(session, x, n=n)
+    return GateResult(
+        "latency",
+        latency["onnx_p99_us"] <= budget_us,
+        (
+            f"single-row ONNX p99 {latency['onnx_p99_us']:.0f} µs "
+            f"(p50 {latency['onnx_p50_us']:.0f} µs), budget {budget_us:.0f} µs"
+        ),
+        {**latency, "budget_us": budget_us},
+    )
+
+
+def data_validation_gate(training_evidence: str | None, holdout: Sequence[Any]) -> GateResult:
+    """The challenger's training data passed Great Expectations, and so does the holdout.
+
+    ``training_evidence`` is the ``data_validation`` tag training sets once its suites pass
+    (absent: the model was trained without them); ``holdout`` are fresh ``ValidationResult``s.
+    """
+    failures = [m for r in holdout for m in r.failures]
+    trained_ok = bool(training_evidence) and "FAILED" not in str(training_evidence)
+    holdout_ok = all(r.passed for r in holdout)
+    summary = (
+        f"training: {training_evidence or 'no data_validation tag on the run'}; "
+        + "; ".join(r.summary() for r in holdout)
+    )
+    return GateResult(
+        "data_validation",
+        trained_ok and holdout_ok,
+        summary,
+        {"training": training_evidence, "holdout_failures": failures},
+    )
+
+
+def univariate_auc(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per column: how well the column alone separates the classes (AUC, direction-free)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y, dtype=int)
+    out = np.full(x.shape[1], np.nan)
+    if y.min(initial=0) == y.max(initial=0):
+        return out
+    for j in range(x.shape[1]):
+        col = np.asarray(x[:, j], dtype=float)
+        col = np.where(np.isfinite(col), col, np.nanmin(col[np.isfinite(col)], initial=0) - 1)
+        auc = roc_auc_score(y, col)
+        out[j] = max(auc, 1 - auc)
+    return out
+
+
+def leakage_gate(
+    feature_order: Sequence[str],
+    allowed_features: Iterable[str],
+    x: np.ndarray,
+    y: np.ndarray,
+    max_auc: float,
+    late_rows: Mapping[str, int] | None = None,
+) -> GateResult:
+    """The model may only use known inputs, and no input may alone predict the label.
+
+    (a) availability: every model input is one the shared transform builds from the feature
+    service and the request, and ``late_rows`` (stored timestamps after the event they were
+    joined to, counted on the holdout) is zero everywhere; (b) no feature's univariate AUC on
+    the holdout reaches ``max_auc``: a real fraud signal is never that clean, a label copy is.
+    """
+    allowed = set(allowed_features)
+    unknown = [f for f in feature_order if f not in allowed]
+    late = {k: int(v) for k, v in (late_rows or {}).items() if v}
+    auc = univariate_auc(x, y)
+    leaky = {f: float(a) for f, a in zip(feature_order, auc, strict=True) if a >= max_auc}
+    top = int(np.nanargmax(auc)) if np.isfinite(auc).any() else None
+    problems = []
+    if unknown:
+        problems.append(f"inputs not built from the feature service: {', '.join(unknown)}")
+    if late:
+        problems.append(
+            "stored values newer than their event: "
+            + ", ".join(f"{k} ({v} rows)" for k, v in late.items())
+        )
+    if leaky:
+        problems.append(
+            "a single feature separates the classes: "
+            + ", ".join(f"{k} AUC {v:.3f}" for k, v in leaky.items())
+        )
+    best = f"{feature_order[top]} AUC {auc[top]:.3f}" if top is not None else "n/a"
+    summary = "; ".join(problems) or (
+        f"{len(feature_order)} inputs all from the feature service/transform, none joined from "
+        f"the future; strongest single feature {best} (leak at ≥ {max_auc:.2f})"
+    )
+    return GateResult(
+        "leakage",
+        not problems,
+        summary + ("" if not problems else f" (strongest single feature {best})"),
+        {
+            "unknown_features": unknown,
+            "late_rows": late,
+            "univariate_auc": {
+                f: float(a) for f, a in zip(feature_order, auc, strict=True) if np.isfinite(a)
+            },
+            "max_auc": max_auc,
+        },
+    )
+
+
+def late_timestamp_rows(frame: pd.DataFrame, columns: Iterable[str]) -> dict[str, int]:
+    """Rows whose stored timestamp feature (epoch seconds) lies after the event time."""
+    from pipelines.data import epoch_seconds
+
+    event = epoch_seconds(frame["event_timestamp"])
+    out = {}
+    for column in columns:
+        if column in frame:
+            values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+            out[column] = int(np.sum(np.isfinite(values) & (values > event + 1e-6)))
+    return out
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    champ, chall, hold = report["champion"], report["challenger"], report["holdout"]
+    verdict = "PASS: every gate passed" if report["passed"] else "FAIL: at least one gate failed"
+    lines = [
+        f"# Promotion gates: challenger v{chall['version']} vs champion v{champ['version']}",
+        "",
+        f"**{verdict}.** {report['action']}",
+        "",
+        (
+            f"Holdout: {hold['n']:,} transactions ({hold['positives']:,} frauds) from "
+            f"{hold['start'][:10]} to {hold['end'][:10]}, labels as of {hold['labels_as_of'][:16]}"
+            + (
+                "; overlaps a training window (no fresher matured labels yet)."
+                if hold["overlaps_training"]
+                else "; after both training windows."
+            )
+        ),
+        "",
+        "| gate | result | numbers |",
+        "|---|---|---|",
+    ]
+    for gate in report["gates"]:
+        mark = "PASS" if gate["passed"] else "**FAIL**"
+        lines.append(f"| {gate['name']} | {mark} | {gate['summary'].replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: Mapping[str, Any], directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = directory / "gates.json", directory / "gates.md"
+    json_path.write_text(json.dumps(report, indent=2, default=_jsonable))
+    md_path.write_text(report_markdown(report))
+    return json_path, md_path
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+# --- wiring ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Holdout:
+    frame: pd.DataFrame  # request columns, stored features, label (one model's service)
+    start: pd.Timestamp
+    end: pd.Timestamp
+    overlaps_training: bool
+
+
+def holdout_window(
+    settings: Settings, clock: pd.Timestamp, training_ends: Iterable[pd.Timestamp]
+) -> tuple[pd.Timestamp, pd.Timestamp, bool]:
+    """The latest ``gate_holdout_days`` of matured labels, and whether a model trained on them.
+
+    Models trained at the same clock have seen every matured label, so the holdout then
+    overlaps their test days; the report says so rather than pretending it is fresh.
+    """
+    end = clock - pd.Timedelta(days=settings.label_maturity_days)
+    start = end - pd.Timedelta(days=settings.gate_holdout_days)
+    return start, end, any(start < t for t in training_ends)
+
+
+def join_holdout(settings: Settings, entities: pd.DataFrame, feature_service: str):
+    """The point-in-time join through one feature service, in the row order of ``entities``."""
+    from features.store import open_store
+
+    store = open_store(settings)
+    service = store.get_feature_service(feature_service)
+    joined = store.get_historical_features(entity_df=entities, features=service).to_df()
+    joined = joined.sort_values("txn_id").reset_index(drop=True)
+    if len(joined) != len(entities):
+        raise RuntimeError(
+            f"point-in-time join returned {len(joined)} rows for {len(entities)} transactions"
+        )
+    return joined
+
+
+def service_features(settings: Settings, feature_service: str) -> list[str]:
+    from features.store import open_store
+
+    service = open_store(settings).get_feature_service(feature_service)
+    return [f.name for projection in service.feature_view_projections for f in projection.features]
+
+
+def _bundle(settings: Settings, alias: str, cache: Path):
+    from pipelines.registry import CHALLENGER, load_alias
+
+    try:
+        return load_alias(settings, cache, alias)
+    except LookupError:
+        hint = (
+            "`fraudlab train --no-promote` registers a challenger"
+            if alias == CHALLENGER
+            else "`fraudlab train` registers a champion"
+        )
+        raise NoModelError(
+            f"model '{settings.model_name}' has no '{alias}' version in {settings.tracking_uri}:"
+            f" nothing to compare. {hint}, then run `fraudlab promote` again."
+        ) from None
+
+
+def evaluate_gates(settings: Settings, progress: Progress | None = None) -> dict[str, Any]:
+    """Build the holdout, score both models on it and run every gate (no alias moves)."""
+    from features.transforms import MODEL_FEATURES
+    from pipelines import training, validation
+    from pipelines.data import read_clock, read_labels, read_raw
+    from pipelines.registry import CHALLENGER, CHAMPION, client
+
+    progress = progress or (lambda _title: nullcontext())
+    cache = settings.gates_dir / "bundles"
+    with progress("loading the champion and challenger bundles from MLflow"):
+        champion = _bundle(settings, CHAMPION, cache)
+        challenger = _bundle(settings, CHALLENGER, cache)
+    if champion.version == challenger.version:
+        raise NoModelError(
+            f"'{CHALLENGER}' and '{CHAMPION}' both point at v{champion.version}: nothing to "
+            "compare. `fraudlab train --no-promote` registers a new challenger."
+        )
+
+    clock = read_clock(settings)
+    ends = [pd.Timestamp(b.spec["train_window"][1]) for b in (champion, challenger)]
+    start, end, overlaps = holdout_window(settings, clock, ends)
+    with progress(
+        f"building the holdout {start:%Y-%m-%d} → {end:%Y-%m-%d} through Feast "
+        f"({', '.join(sorted({champion.feature_service, challenger.feature_service}))})"
+    ):
+        labels = read_labels(settings, as_of=clock)
+        entities = training.entity_frame(read_raw(settings, "transactions"), labels, start, end)
+        frames = {
+            fs: join_holdout(settings, entities, fs)
+            for fs in {champion.feature_service, challenger.feature_service}
+        }
+    frame = frames[challenger.feature_service]
+    y = frame["label"].to_numpy()
+    amount = frame["amount"].to_numpy()
+
+    scored, xs = {}, {}
+    for name, bundle in (("champion", champion), ("challenger", challenger)):
+        x = training.model_matrix(frames[bundle.feature_service], bundle.feature_order)
+        session = export.onnx_session(bundle.onnx_path.read_bytes(), threads=1)
+        # both judged on what serving would run: the ONNX graph's calibrated score
+        scored[name] = ScoredModel(
+            bundle.version, export.onnx_scores(session, x).astype(float), bundle.threshold
+        )
+        xs[name] = (x, session)
+    x, session = xs["challenger"]
+
+    gates: list[GateResult] = []
+    with progress("quality and slice gates"):
+        gates.append(
+            quality_gate(
+                y,
+                amount,
+                scored["champion"],
+                scored["challenger"],
+                settings.false_decline_cost,
+                settings.gate_pr_auc_tolerance,
+                settings.gate_cost_tolerance,
+            )
+        )
+        slices = training.slice_frame(
+            frame, x, challenger.feature_order, scored["challenger"].score
+        )
+        gates.append(
+            slice_gate(
+                slices.drop(columns="score"),
+                training.SLICES,
+                scored["champion"],
+                scored["challenger"],
+                settings.false_decline_cost,
+                settings.gate_slice_tolerance,
+                settings.gate_slice_min_positives,
+            )
+        )
+    with progress("ONNX parity and single-row latency of the challenger"):
+        booster, calibration = export.load_native(challenger.directory, challenger.spec)
+        gates.append(parity_gate(booster, calibration, session, x, challenger.threshold))
+        gates.append(latency_gate(session, x, settings.gate_latency_p99_us))
+    with progress("data validation (Great Expectations) and the leakage screen"):
+        tags = (
+            client(settings).get_model_version(settings.model_name, challenger.version).tags or {}
+        )
+        holdout_check = validation.validate_training_set(
+            frame.assign(split="test"), settings.max_amount
+        )
+        gates.append(data_validation_gate(tags.get("data_validation"), [holdout_check]))
+        stored = service_features(settings, challenger.feature_service)
+        allowed = set(MODEL_FEATURES) & (set(stored) | set(training_derived_inputs()))
+        gates.append(
+            leakage_gate(
+                challenger.feature_order,
+                allowed,
+                x,
+                y,
+                settings.gate_max_feature_auc,
+                late_timestamp_rows(frame, [c for c in stored if c.endswith("_ts")]),
+            )
+        )
+
+    return {
+        "created": pd.Timestamp.now(tz="UTC").isoformat(),
+        "model_name": settings.model_name,
+        "champion": {
+            "version": champion.version,
+            "run_id": champion.run_id,
+            "feature_service": champion.feature_service,
+        },
+        "challenger": {
+            "version": challenger.version,
+            "run_id": challenger.run_id,
+            "feature_service": challenger.feature_service,
+        },
+        "holdout": {
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "labels_as_of": clock.isoformat(),
+            "n": len(frame),
+            "positives": int(y.sum()),
+            "overlaps_training": overlaps,
+        },
+        "gates": [asdict(g) for g in gates],
+        "passed": all(g.passed for g in gates),
+    }
+
+
+def training_derived_inputs() -> list[str]:
+    """Model inputs the shared transform derives from request fields and stored features.
+
+    They are the transform's outputs that are not themselves stored features: each is a
+    function of inputs available at the event time (``features.transforms`` owns them).
+    """
+    from features.transforms import MODEL_FEATURES, STORED_FEATURES
+
+    return [f for f in MODEL_FEATURES if f not in STORED_FEATURES]
+
+
+def promote(settings: Settings, progress: Progress | None = None) -> tuple[int, str]:
+    """Run the gates; move ``champion`` to the challenger only when all pass.
+
+    Returns (exit code, markdown report). Exit 1 when a gate fails, 2 when there is nothing
+    to compare (a missing alias).
+    """
+    from pipelines.registry import CHALLENGER, CHAMPION, client, set_alias
+
+    try:
+        report = evaluate_gates(settings, progress)
+    except NoModelError as exc:
+        return 2, f"cannot run the promotion gates: {exc}\n"
+    champ, chall = report["champion"]["version"], report["challenger"]["version"]
+    if report["passed"]:
+        report["action"] = (
+            f"champion moved v{champ} → v{chall}; v{champ} kept as '{PREVIOUS_CHAMPION}' "
+            "(`fraudlab rollback` restores it). Serving picks it up at its next reload."
+        )
+    else:
+        failed = ", ".join(g["name"] for g in report["gates"] if not g["passed"])
+        report["action"] = (
+            f"champion stays v{champ}; challenger v{chall} failed: {failed}. Fix the cause, "
+            "retrain with `fraudlab train --no-promote`, then `fraudlab promote` again."
+        )
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
+    directory = settings.gates_dir / stamp
+    json_path, md_path = write_report(report, directory)
+    mlflow = client(settings)
+    for path in (json_path, md_path):
+        mlflow.log_artifact(report["challenger"]["run_id"], str(path), f"gates/{stamp}")
+    if report["passed"]:
+        set_alias(settings, PREVIOUS_CHAMPION, champ)
+        set_alias(settings, CHAMPION, chall)
+        mlflow.delete_registered_model_alias(settings.model_name, CHALLENGER)
+    text = report_markdown(report) + f"\nReport: {md_path} (JSON: {json_path.name})\n"
+    return (0 if report["passed"] else 1), text
+
+
+def rollback(settings: Settings) -> tuple[int, str]:
+    """Point ``champion`` back at ``previous_champion``; returns (exit code, what happened)."""
+    from pipelines.registry import CHAMPION, client, resolve_alias, set_alias
+
+    previous = resolve_alias(settings, PREVIOUS_CHAMPION)
+    if previous is None:
+        return 2, (
+            f"nothing to roll back to: model '{settings.model_name}' has no "
+            f"'{PREVIOUS_CHAMPION}' alias (it is set when `fraudlab promote` moves the champion)."
+        )
+    current = resolve_alias(settings, CHAMPION)
+    set_alias(settings, CHAMPION, previous[0])
+    # one step back only: a second rollback must not flip-flop between two versions
+    client(settings).delete_registered_model_alias(settings.model_name, PREVIOUS_CHAMPION)
+    was = f"v{current[0]}" if current else "no version"
+    return 0, (
+        f"champion moved {was} → v{previous[0]} (the previous champion); "
+        f"'{PREVIOUS_CHAMPION}' cleared. Serving picks it up at its next reload "
+        "(or POST /reload)."
+    )
