@@ -90,6 +90,27 @@ monitor:
 	$(FRAUDLAB) monitor $(if $(M),$(M))
 
 #################################################################################
+# DAGS                                                                          #
+#################################################################################
+
+# Each runs one DAG of dags/ with `airflow dags test` (Airflow home: var/airflow, SQLite).
+
+## DAG fraudlab_materialize: apply Feast definitions, materialise up to the clock
+.PHONY: materialize
+materialize:
+	$(FRAUDLAB) materialize
+
+## DAG fraudlab_retrain: validate, train a challenger, gates, promote, reload (needs MLflow)
+.PHONY: retrain
+retrain:
+	$(FRAUDLAB) retrain
+
+## DAG fraudlab_monitor: drift + skew; a drift alert triggers fraudlab_retrain
+.PHONY: monitor-dag
+monitor-dag:
+	$(FRAUDLAB) monitor-dag
+
+#################################################################################
 # DEVELOPMENT                                                                   #
 #################################################################################
 

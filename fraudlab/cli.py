@@ -158,5 +158,32 @@ def monitor(
     raise typer.Exit(run_monitors(get_settings(), which))
 
 
+def _run_dag(dag_id: str) -> None:
+    from fraudlab.airflow import run_dag
+
+    raise typer.Exit(run_dag(get_settings(), dag_id))
+
+
+@app.command()
+def materialize() -> None:
+    """Run the DAG fraudlab_materialize once (`airflow dags test`, isolated Airflow home)."""
+    _run_dag("fraudlab_materialize")
+
+
+@app.command()
+def retrain() -> None:
+    """Run the DAG fraudlab_retrain once: validate, train a challenger, gates, reload serving.
+
+    Needs MLflow up (`make up`). Airflow's home is <home>/airflow (SQLite, created on first use).
+    """
+    _run_dag("fraudlab_retrain")
+
+
+@app.command(name="monitor-dag")
+def monitor_dag() -> None:
+    """Run the DAG fraudlab_monitor once: drift and skew; a drift alert triggers a retrain."""
+    _run_dag("fraudlab_monitor")
+
+
 if __name__ == "__main__":
     app()

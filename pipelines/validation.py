@@ -436,6 +436,18 @@ def validate_logged_requests(
     return _run("logged requests", frame, _logged_request_checks(gxe, max_amount))
 
 
+def validate_raw_window(
+    settings: Settings, start: pd.Timestamp, end: pd.Timestamp
+) -> ValidationResult:
+    """The raw transaction feed between ``start`` and ``end`` (the training window)."""
+    txns = read_raw(settings, "transactions")
+    window = txns[(txns["event_timestamp"] >= start) & (txns["event_timestamp"] < end)]
+    days = (end - start) / pd.Timedelta(days=1)
+    return validate_transactions(
+        window[list(REQUEST_COLUMNS)], settings.max_amount, expected_transactions(settings, days)
+    )
+
+
 def check_before_training(
     settings: Settings,
     training_frame: pd.DataFrame,
@@ -443,15 +455,8 @@ def check_before_training(
     end: pd.Timestamp,
 ) -> list[ValidationResult]:
     """Validate the raw feed's training window and the training set; raise if either fails."""
-    txns = read_raw(settings, "transactions")
-    window = txns[(txns["event_timestamp"] >= start) & (txns["event_timestamp"] < end)]
-    days = (end - start) / pd.Timedelta(days=1)
     results = [
-        validate_transactions(
-            window[list(REQUEST_COLUMNS)],
-            settings.max_amount,
-            expected_transactions(settings, days),
-        ),
+        validate_raw_window(settings, start, end),
         validate_training_set(training_frame, settings.max_amount),
     ]
     if not all(r.passed for r in results):

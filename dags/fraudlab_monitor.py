@@ -1,0 +1,104 @@
+"""# fraudlab_monitor
+
+Judge the prediction log, and ask for a retrain when the inputs drifted.
+
+1. `open_run`: one `<home>/monitoring/<UTC timestamp>/` folder for this run's reports.
+2. `drift` (`monitoring.drift.run_drift`): PSI per model input and on the score, serving window
+   vs the champion's training sample; status ok / warn / alert / insufficient_data.
+3. `skew` (`monitoring.skew.run_skew`): served features vs Feast point-in-time, champion
+   re-score. Reported, not acted on: skew is a bug to fix, not a reason to retrain.
+4. `decide`: drift status "alert" → `trigger_retrain` (runs `fraudlab_retrain`), else
+   `no_retrain`.
+
+A finding is the monitor working; a task fails only when a monitor could not run (no champion,
+MLflow down). Run it with `make monitor-dag` (an isolated `airflow dags test`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import dag, task
+
+DEFAULT_ARGS = {"owner": "fraudlab", "retries": 1, "retry_delay": timedelta(minutes=1)}
+RETRAIN_DAG_ID = "fraudlab_retrain"
+
+
+@dag(
+    dag_id="fraudlab_monitor",
+    doc_md=__doc__,
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["fraudlab", "monitoring"],
+)
+def fraudlab_monitor() -> None:
+    @task
+    def open_run() -> str:
+        """Create this run's report folder (both monitors write into it)."""
+        from fraudlab.settings import get_settings
+        from monitoring import sources
+
+        return str(sources.new_run_dir(get_settings()))
+
+    @task
+    def drift(run_dir: str) -> str:
+        """PSI drift of the served window vs the champion's training sample; returns the status."""
+        from pathlib import Path
+
+        from fraudlab.settings import get_settings
+        from monitoring.drift import run_drift
+
+        result = run_drift(get_settings(), Path(run_dir))
+        worst = sorted(result.columns, key=lambda c: -(c.psi or 0.0))[:5]
+        print(
+            f"drift {result.status}: {result.n_current} served vs {result.n_reference} training"
+            f" rows, champion v{result.model_version}; highest PSI: "
+            + ", ".join(f"{c.column}={c.psi:.3f}" for c in worst if c.psi is not None)
+        )
+        return result.status
+
+    @task
+    def skew(run_dir: str) -> str:
+        """Training-serving skew of the logged requests; returns the status."""
+        from pathlib import Path
+
+        from fraudlab.settings import get_settings
+        from monitoring.skew import run_skew
+
+        result = run_skew(get_settings(), Path(run_dir))
+        mismatched = [f"{f.feature}={f.mismatches}" for f in result.features if f.mismatches]
+        print(
+            f"skew {result.status}: {result.n_records} requests re-fetched offline, champion"
+            f" v{result.model_version}; mismatches: {', '.join(mismatched) or 'none'}"
+        )
+        return result.status
+
+    @task.branch
+    def decide(drift_status: str) -> str:
+        """Retrain only on a drift alert; warn and insufficient data are for people to read."""
+        if drift_status == "alert":
+            return "trigger_retrain"
+        print(f"drift status {drift_status!r}: no retrain")
+        return "no_retrain"
+
+    run_dir = open_run()
+    drift_status = drift(run_dir)
+    skew(run_dir)
+    decide(drift_status) >> [
+        TriggerDagRunOperator(
+            task_id="trigger_retrain",
+            trigger_dag_id=RETRAIN_DAG_ID,
+            conf={"reason": "drift alert"},
+            logical_date=None,
+        ),
+        EmptyOperator(task_id="no_retrain"),
+    ]
+
+
+fraudlab_monitor()

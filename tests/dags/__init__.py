@@ -1,0 +1,1 @@
+"""DAG tests: every DAG in dags/ imports cleanly, is documented and retried, and runs."""
