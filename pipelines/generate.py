@@ -228,8 +228,15 @@ def _fraud_transactions(
     regions = np.array(REGIONS)
     fraud_devices = FRAUD_DEVICE_BASE + np.arange(max(50, n_target // 20))
 
-    def victims(k: int) -> np.ndarray:
-        return rng.choice(user_ids, k)
+    # a victim's account must exist before it can be attacked (at least an hour before)
+    signup_offset = (users["signup_timestamp"] - config.start).dt.total_seconds().to_numpy()
+    by_signup = np.argsort(signup_offset, kind="stable")
+    signup_sorted = signup_offset[by_signup]
+
+    def victims(at_seconds: np.ndarray) -> np.ndarray:
+        eligible = np.maximum(np.searchsorted(signup_sorted, at_seconds - 3600), 1)
+        pick = np.floor(rng.random(len(at_seconds)) * eligible).astype(np.int64)
+        return user_ids[by_signup[pick]]
 
     def other_region(home: np.ndarray, p_other: float) -> np.ndarray:
         shift = rng.integers(1, len(REGIONS), len(home))
@@ -244,7 +251,7 @@ def _fraud_transactions(
     ev, off = _bursts(rng, len(sizes), sizes, mean_gap_s=600)
     start = rng.uniform(0, total_seconds - SECONDS_PER_DAY, len(sizes))
     start = np.floor(start / SECONDS_PER_DAY) * SECONDS_PER_DAY + _hours(rng, len(sizes), 0.45)
-    victim = victims(len(sizes))[ev]
+    victim = victims(start)[ev]
     home = np.array([home_of[u] for u in victim])
     cats = rng.choice(
         ["electronics", "gift_cards", "travel", "digital_goods", "fashion"],
@@ -273,7 +280,7 @@ def _fraud_transactions(
     ev, off = _bursts(rng, len(sizes), sizes, mean_gap_s=45)
     start = rng.uniform(0, total_seconds - SECONDS_PER_DAY, len(sizes))
     start = np.floor(start / SECONDS_PER_DAY) * SECONDS_PER_DAY + _hours(rng, len(sizes), 0.35)
-    victim = victims(len(sizes))[ev]
+    victim = victims(start)[ev]
     home = np.array([home_of[u] for u in victim])
     event_cat = rng.choice(
         ["digital_goods", "gift_cards", "gambling"], len(sizes), p=[0.6, 0.25, 0.15]
@@ -308,11 +315,12 @@ def _fraud_transactions(
         m_idx = rng.integers(0, len(risky), n_rm)
         cat = risky["merchant_category"].to_numpy()[m_idx]
         cat_idx = np.array([MERCHANT_CATEGORIES.index(c) for c in cat])
-        victim = victims(n_rm)
+        seconds = rng.uniform(0, total_seconds, n_rm)
+        victim = victims(seconds)
         frames.append(
             pd.DataFrame(
                 {
-                    "seconds": rng.uniform(0, total_seconds, n_rm),
+                    "seconds": seconds,
                     "user_id": victim,
                     "merchant_id": risky["merchant_id"].to_numpy()[m_idx],
                     "device_id": victim * 10,

@@ -41,6 +41,13 @@ def test_transactions_are_ordered_and_inside_the_period(world) -> None:
     assert world.transactions["txn_id"].is_unique
 
 
+def test_no_transaction_precedes_its_account(world) -> None:
+    """Fraud hits existing accounts only: a takeover needs an account to take over."""
+    signup = world.users.set_index("user_id")["signup_timestamp"]
+    txns = world.transactions
+    assert (txns["event_timestamp"].to_numpy() > signup.loc[txns["user_id"]].to_numpy()).all()
+
+
 def test_chargebacks_arrive_days_later_and_only_for_fraud(world) -> None:
     txns = world.transactions
     has_cb = txns["chargeback_timestamp"].notna()
