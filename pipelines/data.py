@@ -19,7 +19,7 @@ import pandas as pd
 
 from fraudlab.settings import Settings
 from pipelines import feature_tables
-from pipelines.generate import WorldConfig, generate
+from pipelines.generate import GENERATOR_VERSION, WorldConfig, generate
 from pipelines.timeutil import epoch_seconds  # noqa: F401  (re-exported)
 
 RAW_FILES = ("users", "merchants", "transactions")
@@ -63,7 +63,11 @@ def read_meta(settings: Settings) -> dict:
 def data_exists(settings: Settings) -> bool:
     if not meta_path(settings).exists():
         return False
-    return read_meta(settings).get("config") == asdict(world_config(settings))
+    meta = read_meta(settings)
+    return (
+        meta.get("config") == asdict(world_config(settings))
+        and meta.get("generator_version") == GENERATOR_VERSION
+    )
 
 
 def frame_hash(frame: pd.DataFrame) -> str:
@@ -91,6 +95,7 @@ def generate_world(settings: Settings) -> dict:
     labels.to_parquet(settings.label_dir / "history.parquet", index=False)
     meta = {
         "config": asdict(config),
+        "generator_version": GENERATOR_VERSION,
         "start": config.start.isoformat(),
         "now": config.now.isoformat(),
         "end": config.end.isoformat(),

@@ -47,6 +47,9 @@ CHANNELS: tuple[str, ...] = ("app", "web")
 SECONDS_PER_DAY = 86_400
 FRAUD_DEVICE_BASE = 1_000_000_000  # fraudsters' devices live in their own id range
 
+# Bump when the same seed would generate different data: existing homes then regenerate.
+GENERATOR_VERSION = 2
+
 PATTERN_SHARE = {"ato": 0.40, "card_testing": 0.35, "risky_merchant": 0.25}
 
 
