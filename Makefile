@@ -61,6 +61,16 @@ features:
 train:
 	$(FRAUDLAB) train
 
+## Gate the challenger against the champion on a fresh holdout; promote only on PASS
+.PHONY: promote
+promote:
+	$(FRAUDLAB) promote
+
+## Move the champion back to the version the last promotion replaced
+.PHONY: rollback
+rollback:
+	$(FRAUDLAB) rollback
+
 #################################################################################
 # TRAFFIC                                                                       #
 #################################################################################

@@ -158,6 +158,30 @@ def monitor(
     raise typer.Exit(run_monitors(get_settings(), which))
 
 
+@app.command()
+def promote() -> None:
+    """Gate the challenger against the champion on the same fresh holdout; promote on PASS.
+
+    Prints the gate report (also written to <home>/gates/<UTC timestamp>/ and logged to the
+    challenger's MLflow run). Exit 0: promoted; 1: a gate failed; 2: no challenger/champion.
+    """
+    from fraudlab import tasks
+
+    code, report = tasks.promote_challenger(get_settings())
+    typer.echo(report)
+    raise typer.Exit(code)
+
+
+@app.command()
+def rollback() -> None:
+    """Move the champion back to the version it replaced (alias 'previous_champion')."""
+    from fraudlab import tasks
+
+    code, message = tasks.rollback_champion(get_settings())
+    typer.echo(message, err=code != 0)
+    raise typer.Exit(code)
+
+
 def _run_dag(dag_id: str) -> None:
     from fraudlab.airflow import run_dag
 

@@ -77,3 +77,20 @@ def train_and_register(settings: Settings, promote: bool = True) -> str:
     from pipelines import training
 
     return training.run(settings, promote=promote, progress=step)
+
+
+def promote_challenger(settings: Settings) -> tuple[int, str]:
+    """Run the promotion gates; the champion moves only when every gate passes.
+
+    Returns (exit code, markdown gate report).
+    """
+    from pipelines import gates
+
+    return gates.promote(settings, progress=step)
+
+
+def rollback_champion(settings: Settings) -> tuple[int, str]:
+    """Point the champion back at the previous champion; returns (exit code, what happened)."""
+    from pipelines import gates
+
+    return gates.rollback(settings)

@@ -165,6 +165,7 @@ def test_latency_gate_judges_p99_against_the_budget(world, two_models) -> None:
     impossible = gates.latency_gate(session, world["x"], budget_us=0.001, n=200)
     assert not impossible.passed
     assert impossible.details["onnx_p99_us"] > 0
+    assert len(impossible.details["attempts"]) == 3  # retried before failing
 
 
 def test_a_label_copy_fails_the_leakage_screen(world) -> None:
