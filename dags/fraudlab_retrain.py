@@ -103,7 +103,7 @@ def fraudlab_retrain() -> None:
 
         url = f"{get_settings().serving_base_url}/reload"
         try:
-            response = httpx.post(url, timeout=30)
+            response = httpx.post(url, json={}, timeout=30)
         except httpx.TransportError as exc:
             print(
                 f"serving is not up at {url} ({type(exc).__name__}): skipping the reload; it "

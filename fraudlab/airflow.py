@@ -34,8 +34,12 @@ def airflow_environment(
     """The child environment: ``base`` (default: ours, FRAUDLAB_* included) plus Airflow's."""
     home = airflow_home(settings)
     env = dict(os.environ if base is None else base)
-    # Tasks build Settings from FRAUDLAB_* variables: the home must reach them even when this
-    # process got it another way (a test's Settings object, a .env file in another directory).
+    # Tasks build Settings from FRAUDLAB_* variables: whatever this process was given another
+    # way (a test's Settings object, a .env file) must reach them the same way.
+    for name in sorted(settings.model_fields_set):
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"FRAUDLAB_{name.upper()}"] = str(value)
     env["FRAUDLAB_HOME"] = str(settings.home.resolve())
     env.update(
         {

@@ -1,0 +1,34 @@
+"""The Airflow environment: isolated under the fraudlab home, the repo's DAGs, FRAUDLAB_* kept."""
+
+from __future__ import annotations
+
+from fraudlab.airflow import DAGS_FOLDER, airflow_environment, airflow_home
+from fraudlab.settings import REPO_ROOT
+from tests.conftest import small_settings
+
+
+def test_airflow_lives_under_the_fraudlab_home_with_sqlite_and_the_repo_dags(tmp_path):
+    settings = small_settings(tmp_path / "home")
+    env = airflow_environment(settings, base={"PATH": "/usr/bin"})
+    assert airflow_home(settings) == (tmp_path / "home").resolve() / "airflow"
+    assert env["AIRFLOW_HOME"] == str(airflow_home(settings))
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
+        f"sqlite:///{airflow_home(settings) / 'airflow.db'}"
+    )
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(DAGS_FOLDER)
+    assert DAGS_FOLDER == REPO_ROOT / "dags"
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    assert env["AIRFLOW__CORE__PARALLELISM"] == "4"
+    assert env["PATH"] == "/usr/bin"
+
+
+def test_fraudlab_variables_reach_the_tasks_and_the_home_wins(tmp_path):
+    settings = small_settings(tmp_path / "home")
+    base = {"FRAUDLAB_MLFLOW_PORT": "5999", "FRAUDLAB_HOME": "/elsewhere", "PYTHONPATH": "/x"}
+    env = airflow_environment(settings, base=base)
+    assert env["FRAUDLAB_MLFLOW_PORT"] == "5999"
+    # the settings object this process was given decides where the tasks' state lives
+    assert env["FRAUDLAB_HOME"] == str((tmp_path / "home").resolve())
+    assert env["PYTHONPATH"].split(":") == [str(REPO_ROOT), "/x"]
+    # fields set on the settings object (here the small world) reach the tasks too
+    assert env["FRAUDLAB_N_USERS"] == str(settings.n_users) != "20000"
