@@ -299,6 +299,7 @@ def leakage_gate(
         {
             "unknown_features": unknown,
             "late_rows": late,
+            "timestamp_features_checked": sorted(late_rows or {}),
             "univariate_auc": {
                 f: float(a) for f, a in zip(feature_order, auc, strict=True) if np.isfinite(a)
             },
@@ -369,14 +370,6 @@ def _jsonable(value: object) -> object:
 # --- wiring ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Holdout:
-    frame: pd.DataFrame  # request columns, stored features, label (one model's service)
-    start: pd.Timestamp
-    end: pd.Timestamp
-    overlaps_training: bool
-
-
 def holdout_window(
     settings: Settings, clock: pd.Timestamp, training_ends: Iterable[pd.Timestamp]
 ) -> tuple[pd.Timestamp, pd.Timestamp, bool]:
@@ -388,21 +381,6 @@ def holdout_window(
     end = clock - pd.Timedelta(days=settings.label_maturity_days)
     start = end - pd.Timedelta(days=settings.gate_holdout_days)
     return start, end, any(start < t for t in training_ends)
-
-
-def join_holdout(settings: Settings, entities: pd.DataFrame, feature_service: str):
-    """The point-in-time join through one feature service, in the row order of ``entities``."""
-    from features.store import open_store
-
-    store = open_store(settings)
-    service = store.get_feature_service(feature_service)
-    joined = store.get_historical_features(entity_df=entities, features=service).to_df()
-    joined = joined.sort_values("txn_id").reset_index(drop=True)
-    if len(joined) != len(entities):
-        raise RuntimeError(
-            f"point-in-time join returned {len(joined)} rows for {len(entities)} transactions"
-        )
-    return joined
 
 
 def service_features(settings: Settings, feature_service: str) -> list[str]:
@@ -457,7 +435,7 @@ def evaluate_gates(settings: Settings, progress: Progress | None = None) -> dict
         labels = read_labels(settings, as_of=clock)
         entities = training.entity_frame(read_raw(settings, "transactions"), labels, start, end)
         frames = {
-            fs: join_holdout(settings, entities, fs)
+            fs: training.join_features(settings, entities, fs)
             for fs in {champion.feature_service, challenger.feature_service}
         }
     frame = frames[challenger.feature_service]

@@ -272,21 +272,33 @@ Performance must be re-checked once live labels mature (chargebacks arrive days 
 # --- wiring -------------------------------------------------------------------------------
 
 
-def build_training_set(settings: Settings, clock: pd.Timestamp) -> TrainingSet:
-    """Point-in-time correct training set through the feature service."""
+def join_features(
+    settings: Settings, entities: pd.DataFrame, feature_service: str
+) -> pd.DataFrame:
+    """Point-in-time join of ``entities`` through one feature service, ordered by ``txn_id``.
+
+    Training and the promotion gates' holdout both go through here, so a model is judged on
+    features built exactly the way it was trained on them.
+    """
     from features.store import open_store
 
-    start, end = training_window(settings, clock)
-    labels = read_labels(settings, as_of=clock)
-    entities = entity_frame(read_raw(settings, "transactions"), labels, start, end)
     store = open_store(settings)
-    service = store.get_feature_service(settings.feature_service)
+    service = store.get_feature_service(feature_service)
     joined = store.get_historical_features(entity_df=entities, features=service).to_df()
     joined = joined.sort_values("txn_id").reset_index(drop=True)
     if len(joined) != len(entities):
         raise RuntimeError(
             f"point-in-time join returned {len(joined)} rows for {len(entities)} transactions"
         )
+    return joined
+
+
+def build_training_set(settings: Settings, clock: pd.Timestamp) -> TrainingSet:
+    """Point-in-time correct training set through the feature service."""
+    start, end = training_window(settings, clock)
+    labels = read_labels(settings, as_of=clock)
+    entities = entity_frame(read_raw(settings, "transactions"), labels, start, end)
+    joined = join_features(settings, entities, settings.feature_service)
     joined["split"] = split_by_time(joined)
     feature_order = list(MODEL_FEATURES)
     return TrainingSet(joined, model_matrix(joined, feature_order), feature_order)

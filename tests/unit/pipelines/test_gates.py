@@ -70,6 +70,20 @@ def test_shuffled_scores_fail_quality(world) -> None:
     assert result.details["challenger"]["pr_auc"] < result.details["champion"]["pr_auc"] - 0.1
 
 
+def test_shuffled_scores_fail_quality_even_at_loose_tolerances(world) -> None:
+    shuffled = np.random.default_rng(1).permutation(world["score"])
+    result = gates.quality_gate(
+        world["y"],
+        world["amount"],
+        model(world["score"]),
+        model(shuffled, version="2"),
+        5.0,
+        pr_auc_tolerance=0.05,
+        cost_tolerance=1.0,
+    )
+    assert not result.passed
+
+
 def test_a_costlier_threshold_fails_quality_even_with_equal_pr_auc(world) -> None:
     # identical ranking, but declining nobody: every fraud amount is paid
     result = gates.quality_gate(
@@ -208,6 +222,22 @@ def test_a_stored_value_from_after_the_event_fails_the_leakage_screen(world) -> 
     result = gates.leakage_gate(FEATURES, FEATURES, world["x"], world["y"], 0.98, late)
     assert not result.passed
     assert "last_txn_ts (1 rows)" in result.summary
+
+
+def test_the_holdout_is_the_latest_matured_window_and_says_when_a_model_saw_it(
+    tmp_path,
+) -> None:
+    from fraudlab.settings import Settings
+
+    settings = Settings(_env_file=None, home=tmp_path, label_maturity_days=21, gate_holdout_days=7)
+    clock = pd.Timestamp("2026-03-02")
+    start, end, overlaps = gates.holdout_window(settings, clock, [pd.Timestamp("2026-01-20")])
+    assert (start, end) == (pd.Timestamp("2026-02-02"), pd.Timestamp("2026-02-09"))
+    assert not overlaps  # trained before the window: a genuinely fresh holdout
+    _, _, overlaps = gates.holdout_window(
+        settings, clock, [pd.Timestamp("2026-01-20"), pd.Timestamp("2026-02-09")]
+    )
+    assert overlaps
 
 
 def validation_result(passed: bool) -> ValidationResult:
