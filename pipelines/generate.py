@@ -48,7 +48,7 @@ SECONDS_PER_DAY = 86_400
 FRAUD_DEVICE_BASE = 1_000_000_000  # fraudsters' devices live in their own id range
 
 # Bump when the same seed would generate different data: existing homes then regenerate.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 PATTERN_SHARE = {"ato": 0.40, "card_testing": 0.35, "risky_merchant": 0.25}
 
@@ -95,12 +95,26 @@ def generate(config: WorldConfig) -> World:
     legit = _legit_transactions(config, rng, users, merchants)
     n_fraud_target = round(config.fraud_rate * len(legit) / (1 - config.fraud_rate))
     fraud = _fraud_transactions(config, rng, users, merchants, n_fraud_target)
-    txns = pd.concat([legit, fraud], ignore_index=True)
+    txns = _one_per_user_and_second(pd.concat([legit, fraud], ignore_index=True))
     txns = txns[(txns["event_timestamp"] >= config.start) & (txns["event_timestamp"] < config.end)]
     txns = txns.sort_values(["event_timestamp", "user_id"], kind="stable").reset_index(drop=True)
     txns.insert(0, "txn_id", np.arange(1, len(txns) + 1, dtype=np.int64))
     txns["chargeback_timestamp"] = _chargebacks(rng, txns)
     return World(users=users, merchants=merchants, transactions=txns)
+
+
+def _one_per_user_and_second(txns: pd.DataFrame) -> pd.DataFrame:
+    """Move a customer's second purchase within the same second to the next free second.
+
+    Timestamps have one-second resolution; two purchases of one customer in the same second
+    would have no order, so neither the velocity state nor a point-in-time join could say which
+    came first (Feast would pick either at random).
+    """
+    while True:
+        clash = txns.duplicated(["user_id", "event_timestamp"], keep="first").to_numpy()
+        if not clash.any():
+            return txns
+        txns.loc[clash, "event_timestamp"] += pd.Timedelta(seconds=1)
 
 
 def _users(config: WorldConfig, rng: np.random.Generator) -> pd.DataFrame:

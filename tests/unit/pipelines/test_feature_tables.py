@@ -70,6 +70,7 @@ def test_user_device_counts_before_the_day(world) -> None:
 def test_velocity_state_becomes_available_just_after_its_transaction(world) -> None:
     vel = feature_tables.user_velocity(world.transactions)
     assert len(vel) == len(world.transactions)
+    assert not vel.duplicated(["user_id", "event_timestamp"]).any()
     user = vel["user_id"].value_counts().index[0]
     mine = vel[vel["user_id"] == user].sort_values("event_timestamp")
     txns = world.transactions[world.transactions["user_id"] == user].sort_values("event_timestamp")

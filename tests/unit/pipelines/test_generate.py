@@ -48,6 +48,11 @@ def test_no_transaction_precedes_its_account(world) -> None:
     assert (txns["event_timestamp"].to_numpy() > signup.loc[txns["user_id"]].to_numpy()).all()
 
 
+def test_a_customer_never_makes_two_purchases_in_the_same_second(world) -> None:
+    """Otherwise the order of the two, and so the velocity state, would be undefined."""
+    assert not world.transactions.duplicated(["user_id", "event_timestamp"]).any()
+
+
 def test_chargebacks_arrive_days_later_and_only_for_fraud(world) -> None:
     txns = world.transactions
     has_cb = txns["chargeback_timestamp"].notna()
