@@ -44,12 +44,18 @@ def _reverse_lines(path: Path) -> Iterator[bytes]:
 
 
 def read_recent(
-    log_dir: Path, limit: int, *, include_fallback: bool = False
+    log_dir: Path,
+    limit: int,
+    *,
+    include_fallback: bool = False,
+    include_synthetic: bool = False,
 ) -> list[dict[str, Any]]:
-    """The newest ``limit`` prediction records, oldest first; fallback scores left out.
+    """The newest ``limit`` prediction records, oldest first; fallback and synthetic left out.
 
     A fallback score was made without the stored features, so it says nothing about their
-    distribution or about skew. A line cut short by a writer mid-flush is skipped.
+    distribution or about skew. Synthetic requests (load tests, probes) replay transactions out
+    of order and at rates no customer produces: they are not production traffic. A line cut
+    short by a writer mid-flush is skipped.
     """
     records: list[dict[str, Any]] = []
     for path in sorted(log_dir.glob("predictions-*.jsonl"), reverse=True):
@@ -62,8 +68,11 @@ def read_recent(
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if include_fallback or not record.get("fallback"):
-                records.append(record)
+            if not include_fallback and record.get("fallback"):
+                continue
+            if not include_synthetic and record.get("synthetic"):
+                continue
+            records.append(record)
     return records[::-1]
 
 

@@ -21,7 +21,9 @@ returned for the next request of the same user. Read-your-writes, with one updat
 
 A record: request_id, transaction_id, logged_at, event_ts, user_id, merchant_id, device_id,
 request (the request fields), features (stored features as served, None when missing),
-model_inputs, score, decision, threshold, model_version, fallback, fallback_reason.
+model_inputs, score, decision, threshold, model_version, fallback, fallback_reason, synthetic
+(load tests and probes: the monitors leave these out) and latency_ms (time spent in the scorer:
+feature lookup, transform, inference).
 """
 
 from __future__ import annotations

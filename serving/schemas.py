@@ -58,6 +58,13 @@ class Transaction(BaseModel):
     timestamp: AwareDatetime | None = Field(
         default=None, description="When the transaction happened (timezone required; default now)."
     )
+    synthetic: bool = Field(
+        default=False,
+        description=(
+            "Load tests and probes: scored and logged like any request, but marked so the"
+            " monitors leave it out, and it never updates the card holder's velocity state."
+        ),
+    )
 
 
 class ScoreResult(BaseModel):

@@ -93,6 +93,7 @@ class Scorer:
 
     async def score(self, txn: Transaction) -> ScoreResult | Rejection:
         """Score one transaction, or refuse it (unknown user or merchant)."""
+        received = time.perf_counter()
         model = self.champion.current  # one read: this request is scored by one version
         when = txn.timestamp or datetime.now(UTC)
         event_ts = when.timestamp()
@@ -161,9 +162,14 @@ class Scorer:
             "model_version": model.version,
             "fallback": stored is None,
             "fallback_reason": lookup.fallback_reason,
+            "synthetic": txn.synthetic,
+            # lookup + transform + inference, as this process saw it (HTTP parsing excluded)
+            "latency_ms": (time.perf_counter() - received) * 1000.0,
         }
         push = None
-        if stored is not None:  # a fallback never saw the velocity state: nothing to update
+        # A fallback never saw the velocity state, and synthetic traffic (load tests, probes)
+        # must not change a real card holder's: nothing to update in either case.
+        if stored is not None and not txn.synthetic:
             push = VelocityPush(
                 txn.user_id,
                 event_ts,

@@ -81,7 +81,9 @@ def write_payloads(settings: Settings, target: Path, n: int = N_PAYLOADS) -> int
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("w") as handle:
         for row in sample.itertuples(index=False, name=None):
-            handle.write(json.dumps(payload(row)) + "\n")
+            # synthetic: logged and scored like production, but left out by the monitors and
+            # never pushed into a real card holder's velocity state
+            handle.write(json.dumps({**payload(row), "synthetic": True}) + "\n")
     return len(sample)
 
 

@@ -242,3 +242,35 @@ def test_bad_input_gets_a_clear_4xx_and_the_service_stays_up(stack, future, case
     assert httpx.get(f"{stack.url}/readyz", timeout=5).status_code == 200
     ok = stack.score(payload(future.iloc[1], prefix="after-bad"))
     assert ok.status_code == 200
+
+
+def test_synthetic_requests_are_logged_but_never_move_velocity_state(stack, future) -> None:
+    """A load test replays real card holders: it must not change what their next purchase sees.
+
+    Two synthetic purchases of one user a second apart: had the first been pushed (or laid over
+    the store by read-your-writes), the second would see velocity_1h one higher.
+    """
+    row = future.iloc[-1]  # the latest future transaction: far from the in-order replay
+    first = {**payload(row, prefix="syn"), "synthetic": True}
+    when = pd.Timestamp(first["timestamp"]) + pd.Timedelta(seconds=1)
+    second = {
+        **first,
+        "transaction_id": f"{first['transaction_id']}-b",
+        "timestamp": when.isoformat(),
+    }
+    for body in (first, second):
+        response = stack.score(body)
+        assert response.status_code == 200, response.text
+    ids = {first["transaction_id"], second["transaction_id"]}
+    deadline = time.monotonic() + 15
+    logged: list[dict] = []
+    while time.monotonic() < deadline and len(logged) < 2:
+        logged = [r for r in read_log(stack.settings) if r.get("transaction_id") in ids]
+        time.sleep(0.2)
+    assert len(logged) == 2
+    assert all(r["synthetic"] is True and r["latency_ms"] > 0 for r in logged)
+    by_id = {r["transaction_id"]: r for r in logged}
+    before = by_id[first["transaction_id"]]["features"]
+    after = by_id[second["transaction_id"]]["features"]
+    assert after["velocity_1h"] == before["velocity_1h"]
+    assert after["last_txn_ts"] == before["last_txn_ts"]

@@ -103,6 +103,16 @@ def test_window_is_the_newest_non_fallback_records_across_files(tmp_path, monkey
     assert sources.read_recent(tmp_path / "nothing-logged-yet", 8) == []
 
 
+def test_synthetic_requests_are_not_production_traffic(tmp_path) -> None:
+    records = [record(i) for i in range(6)]
+    for r in records[1::2]:
+        r["synthetic"] = True  # a load test's requests, interleaved with real traffic
+    write_log(tmp_path, "2026-11-23", records)
+    assert [r["request_id"] for r in sources.read_recent(tmp_path, 10)] == ["r0", "r2", "r4"]
+    everything = sources.read_recent(tmp_path, 10, include_synthetic=True)
+    assert [r["request_id"] for r in everything] == [f"r{i}" for i in range(6)]
+
+
 @pytest.mark.slow
 def test_run_drift_writes_reports_and_grows_the_workspace(tmp_path, monkeypatch) -> None:
     settings = Settings(_env_file=None, home=tmp_path, monitor_window=600, monitor_min_records=500)
