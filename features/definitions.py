@@ -128,7 +128,7 @@ def build(data_dir: Path) -> list:
         name="user_device_stats",
         entities=[user, device],
         ttl=timedelta(days=400),
-        schema=[Field(name="user_device_txn_count", dtype=Float64)],
+        schema=[Field(name="user_device_txn_count_30d", dtype=Float64)],
         source=user_device_stats_source,
         online=True,
         tags={"owner": "fraud-ml", "kind": "batch"},

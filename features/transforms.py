@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-TRANSFORM_VERSION = "fraud-transform-v1"
+TRANSFORM_VERSION = "fraud-transform-v2"
 
 REGIONS: tuple[str, ...] = ("NA", "EU", "APAC", "LATAM", "MEA")
 MERCHANT_CATEGORIES: tuple[str, ...] = (
@@ -55,7 +55,7 @@ STORED_FEATURES: tuple[str, ...] = (
     "merchant_txn_count_7d",
     "merchant_amount_mean_30d",
     "merchant_chargeback_rate_30d",
-    "user_device_txn_count",
+    "user_device_txn_count_30d",
     "last_txn_ts",
     "velocity_1h",
     "small_velocity_1h",
@@ -78,7 +78,7 @@ MODEL_FEATURES: tuple[str, ...] = (
     "merchant_category_code",
     "merchant_txn_count_7d",
     "merchant_chargeback_rate_30d",
-    "user_device_txn_count",
+    "user_device_txn_count_30d",
     "is_new_device",
     "secs_since_last_txn",
     "velocity_1h",
@@ -96,7 +96,7 @@ STORED_DEFAULTS: dict[str, float] = {
     "merchant_txn_count_7d": 0.0,
     "merchant_amount_mean_30d": 0.0,
     "merchant_chargeback_rate_30d": 0.0,
-    "user_device_txn_count": 0.0,
+    "user_device_txn_count_30d": 0.0,
     "velocity_1h": 0.0,
     "small_velocity_1h": 0.0,
 }
@@ -198,8 +198,8 @@ def build_model_inputs(columns: Mapping[str, object]) -> dict[str, np.ndarray]:
         ),
         "merchant_txn_count_7d": stored["merchant_txn_count_7d"],
         "merchant_chargeback_rate_30d": stored["merchant_chargeback_rate_30d"],
-        "user_device_txn_count": stored["user_device_txn_count"],
-        "is_new_device": (stored["user_device_txn_count"] <= 0).astype(np.float64),
+        "user_device_txn_count_30d": stored["user_device_txn_count_30d"],
+        "is_new_device": (stored["user_device_txn_count_30d"] <= 0).astype(np.float64),
         "secs_since_last_txn": since_last,
         "velocity_1h": stored["velocity_1h"] * decay,
         "small_velocity_1h": stored["small_velocity_1h"] * decay,

@@ -451,15 +451,25 @@ def _start_mlflow(settings: Settings) -> bool:
 
 def _bootstrap(settings: Settings) -> bool:
     """Data, features and a champion model: each stage skips itself when already done."""
+    from features.transforms import TRANSFORM_VERSION
     from fraudlab import tasks
-    from pipelines.registry import CHAMPION, resolve_alias
+    from pipelines.registry import CHAMPION, resolve_alias, version_tags
 
     try:
         tasks.prepare_data(settings)
         tasks.prepare_features(settings)
         champion = resolve_alias(settings)
-        if champion is None:
-            console.print(f"  no '{CHAMPION}' for model '{settings.model_name}': training one")
+        trained_with = (
+            version_tags(settings, champion[0]).get("transform_version") if champion else None
+        )
+        if champion is None or trained_with != TRANSFORM_VERSION:
+            why = (
+                f"no '{CHAMPION}' for model '{settings.model_name}'"
+                if champion is None
+                else f"{CHAMPION} v{champion[0]} was trained with transform '{trained_with}', "
+                f"this code runs '{TRANSFORM_VERSION}' (serving would refuse it)"
+            )
+            console.print(f"  {why}: training one")
             version = tasks.train_and_register(settings)
             console.print(f"[green]✓[/] registered {settings.model_name} version {version}")
         else:

@@ -40,7 +40,12 @@ def prepare_data(settings: Settings, force: bool = False) -> bool:
 
     if data.data_exists(settings) and not force:
         console.print(f"[green]✓[/] data for seed {settings.seed} already in {settings.data_dir}")
-        return False
+        if data.feature_tables_current(settings):
+            return False
+        with step("rebuilding the offline feature tables (their definition changed)"):
+            rows = data.build_feature_tables(settings)
+        console.print("  " + ", ".join(f"{k}: {v:,}" for k, v in rows.items()))
+        return True
     with step(
         f"generating {settings.n_users:,} users over "
         f"{settings.history_days}+{settings.future_days} days (seed {settings.seed})"

@@ -61,6 +61,7 @@ def read_meta(settings: Settings) -> dict:
 
 
 def data_exists(settings: Settings) -> bool:
+    """The generated world matches these settings and this generator."""
     if not meta_path(settings).exists():
         return False
     meta = read_meta(settings)
@@ -68,6 +69,21 @@ def data_exists(settings: Settings) -> bool:
         meta.get("config") == asdict(world_config(settings))
         and meta.get("generator_version") == GENERATOR_VERSION
     )
+
+
+def tables_path(settings: Settings) -> Path:
+    return settings.feature_data_dir / "tables.json"
+
+
+def feature_tables_current(settings: Settings) -> bool:
+    """The feature tables were built from the current world by this version of the code."""
+    try:
+        built = json.loads(tables_path(settings).read_text())
+    except (FileNotFoundError, ValueError):
+        return False
+    return built.get("version") == feature_tables.FEATURE_TABLES_VERSION and built.get(
+        "transactions_hash"
+    ) == read_meta(settings).get("transactions_hash")
 
 
 def frame_hash(frame: pd.DataFrame) -> str:
@@ -123,7 +139,7 @@ def build_feature_tables(settings: Settings) -> dict[str, int]:
     tables = {
         "user_stats": feature_tables.user_stats(txns, start, n_days),
         "merchant_stats": feature_tables.merchant_stats(txns, merchants, start, n_days),
-        "user_device_stats": feature_tables.user_device_stats(txns, start),
+        "user_device_stats": feature_tables.user_device_stats(txns, start, n_days),
         "user_profile": feature_tables.user_profile(users),
         "user_velocity": feature_tables.user_velocity(txns),
     }
@@ -132,6 +148,14 @@ def build_feature_tables(settings: Settings) -> dict[str, int]:
         # microsecond timestamps: DuckDB (Feast's offline engine here) cannot cast tz-aware ns
         table["event_timestamp"] = table["event_timestamp"].astype("datetime64[us, UTC]")
         table.to_parquet(settings.feature_data_dir / f"{name}.parquet", index=False)
+    tables_path(settings).write_text(
+        json.dumps(
+            {
+                "version": feature_tables.FEATURE_TABLES_VERSION,
+                "transactions_hash": meta["transactions_hash"],
+            }
+        )
+    )
     return {name: len(table) for name, table in tables.items()}
 
 

@@ -17,6 +17,9 @@ import pandas as pd
 from features.transforms import velocity_update
 from pipelines.timeutil import epoch_seconds
 
+# Bump when the same raw data would give different tables: existing homes then rebuild them.
+FEATURE_TABLES_VERSION = 2
+
 DAY = pd.Timedelta(days=1)
 VELOCITY_AVAILABLE_AFTER = pd.Timedelta(milliseconds=1)
 
@@ -114,29 +117,27 @@ def merchant_stats(
     return out
 
 
-def user_device_stats(txns: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
-    """How often a user has used a device, snapshot at the start of each day after a use."""
+def user_device_stats(txns: pd.DataFrame, start: pd.Timestamp, n_days: int) -> pd.DataFrame:
+    """How often a user used a device in the 30 days before each day (daily snapshot).
+
+    A window, not a running total: a lifetime count grows with the age of the data, so a model
+    trained on early months would see every later month as drifted.
+    """
+    pairs = pd.MultiIndex.from_arrays([txns["user_id"].to_numpy(), txns["device_id"].to_numpy()])
+    pidx, unique_pairs = pd.factorize(pairs, sort=True)
     day = _day_index(txns["event_timestamp"], start)
-    daily = (
-        pd.DataFrame(
-            {
-                "user_id": txns["user_id"].to_numpy(),
-                "device_id": txns["device_id"].to_numpy(),
-                "day": day,
-            }
-        )
-        .groupby(["user_id", "device_id", "day"], sort=True)
-        .size()
-        .rename("n")
-        .reset_index()
-    )
-    daily["user_device_txn_count"] = daily.groupby(["user_id", "device_id"])["n"].cumsum()
+    cnt = _dense_daily(pidx, day, np.ones(len(txns)), len(unique_pairs), n_days)
+    # a row while a use is in (or has just left) the window: the latest row of a device not
+    # used for 30 days reads zero, online and offline alike
+    alive = _window(cnt, 31) > 0
+    alive[:, 0] = False
+    rows, snap = np.nonzero(alive)
     return pd.DataFrame(
         {
-            "user_id": daily["user_id"].to_numpy(),
-            "device_id": daily["device_id"].to_numpy(),
-            "event_timestamp": _day_starts(start, daily["day"].to_numpy() + 1),
-            "user_device_txn_count": daily["user_device_txn_count"].astype(np.float64).to_numpy(),
+            "user_id": unique_pairs.get_level_values(0).to_numpy()[rows],
+            "device_id": unique_pairs.get_level_values(1).to_numpy()[rows],
+            "event_timestamp": _day_starts(start, snap),
+            "user_device_txn_count_30d": _window(cnt, 30)[rows, snap].astype(np.float64),
         }
     )
 

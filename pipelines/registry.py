@@ -130,5 +130,10 @@ def last_loaded(cache: Path, alias: str = CHAMPION) -> ModelBundle | None:
     return read_bundle(directory) if (directory / SPEC_FILE).exists() else None
 
 
+def version_tags(settings: Settings, version: str) -> dict[str, str]:
+    """The tags of one registered version (lineage: transform version, feature service, ...)."""
+    return dict(client(settings).get_model_version(settings.model_name, str(version)).tags or {})
+
+
 def set_alias(settings: Settings, alias: str, version: str) -> None:
     client(settings).set_registered_model_alias(settings.model_name, alias, str(version))

@@ -47,7 +47,9 @@ from pipelines.registry import (
     SPEC_FILE,
 )
 
-WARMUP_DAYS = 14  # windowed features need history before their values mean anything
+# Windowed features need a full window of history before their values mean what they mean in
+# production: the longest window a model input relies on is 30 days.
+WARMUP_DAYS = 30
 
 LGBM_PARAMS: dict[str, Any] = {
     "objective": "binary",

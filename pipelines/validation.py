@@ -42,7 +42,7 @@ NON_NEGATIVE_FEATURES = (
     "user_chargeback_count_90d",
     "merchant_txn_count_7d",
     "merchant_amount_mean_30d",
-    "user_device_txn_count",
+    "user_device_txn_count_30d",
     "velocity_1h",
     "small_velocity_1h",
 )

@@ -12,7 +12,7 @@ from fraudlab.settings import Settings
 SMALL_WORLD = {
     "n_users": 3000,
     "n_merchants": 300,
-    "history_days": 60,
+    "history_days": 75,
     "future_days": 5,
     "fraud_rate": 1 / 100,
 }

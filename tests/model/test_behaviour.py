@@ -20,7 +20,7 @@ def legit(trained):
     test = frame[(frame["split"] == "test") & (frame["label"] == 0)]
     # ordinary customers: a known device, a home-region purchase, modest amount
     ordinary = test[
-        (test["user_device_txn_count"] > 3)
+        (test["user_device_txn_count_30d"] > 3)
         & (test["ip_region"] == test["home_region"])
         & (test["amount"] < 150)
     ]
@@ -41,7 +41,7 @@ def test_model_learns_the_fraud_patterns(trained) -> None:
 def test_new_device_and_high_amount_raise_the_score(trained, legit) -> None:
     before = trained.score_frame(legit)
     takeover = legit.copy()
-    takeover["user_device_txn_count"] = np.nan  # a device never seen for this customer
+    takeover["user_device_txn_count_30d"] = np.nan  # a device never seen for this customer
     takeover["amount"] = legit["amount"] * 10
     after = trained.score_frame(takeover)
     assert np.mean(after > before) > 0.9

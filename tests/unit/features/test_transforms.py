@@ -34,7 +34,7 @@ def request(**overrides) -> dict:
         "merchant_txn_count_7d": 300.0,
         "merchant_amount_mean_30d": 45.0,
         "merchant_chargeback_rate_30d": 0.001,
-        "user_device_txn_count": 12.0,
+        "user_device_txn_count_30d": 12.0,
         "last_txn_ts": T0 - 7200,
         "velocity_1h": 2.0,
         "small_velocity_1h": 0.0,
@@ -57,7 +57,7 @@ def test_single_row_equals_batch_row() -> None:
     rows = [
         request(),
         request(amount=3.0, ip_region="NA", home_region=None),
-        request(user_device_txn_count=None, last_txn_ts=None),
+        request(user_device_txn_count_30d=None, last_txn_ts=None),
     ]
     batch = build_model_inputs({k: [r[k] for r in rows] for k in rows[0]})
     for i, row in enumerate(rows):
@@ -81,15 +81,15 @@ def test_missing_history_means_new_customer_not_average_customer() -> None:
 def test_nan_from_dataframes_counts_as_missing() -> None:
     """Feast's offline frames hold NaN where the online dict holds None."""
     assert one(request(home_region=float("nan"))) == one(request(home_region=None))
-    assert one(request(user_device_txn_count=float("nan"))) == one(
-        request(user_device_txn_count=None)
+    assert one(request(user_device_txn_count_30d=float("nan"))) == one(
+        request(user_device_txn_count_30d=None)
     )
 
 
 def test_geo_mismatch_and_new_device() -> None:
     assert one(request(ip_region="APAC"))["geo_mismatch"] == 1.0
     assert one(request())["geo_mismatch"] == 0.0
-    assert one(request(user_device_txn_count=0.0))["is_new_device"] == 1.0
+    assert one(request(user_device_txn_count_30d=0.0))["is_new_device"] == 1.0
     assert one(request())["is_new_device"] == 0.0
 
 

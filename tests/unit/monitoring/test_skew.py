@@ -27,7 +27,7 @@ def served_features(i: int) -> dict:
         "merchant_txn_count_7d": 20.0,
         "merchant_amount_mean_30d": 57.48,
         "merchant_chargeback_rate_30d": 0.0,
-        "user_device_txn_count": 22.0,
+        "user_device_txn_count_30d": 22.0,
         "last_txn_ts": None if i == 0 else 1_774_894_654.0,  # a first purchase: no history
         "velocity_1h": 1.0,
         "small_velocity_1h": 0.0,

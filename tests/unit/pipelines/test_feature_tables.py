@@ -55,16 +55,22 @@ def test_latest_row_of_an_inactive_user_reads_zero(world, user_stats) -> None:
     assert (lapsed["user_txn_count_7d"] == 0).all()
 
 
-def test_user_device_counts_before_the_day(world) -> None:
-    table = feature_tables.user_device_stats(world.transactions, CFG.start)
+def test_user_device_counts_cover_the_30_days_before_the_day(world) -> None:
+    n_days = CFG.history_days + CFG.future_days
+    table = feature_tables.user_device_stats(world.transactions, CFG.start, n_days)
     txns = world.transactions
-    row = table.iloc[len(table) // 2]
-    used = txns[
-        (txns["user_id"] == row["user_id"])
-        & (txns["device_id"] == row["device_id"])
-        & (txns["event_timestamp"] < row["event_timestamp"])
-    ]
-    assert row["user_device_txn_count"] == len(used)
+    for row in table.sample(50, random_state=1).itertuples():
+        used = txns[
+            (txns["user_id"] == row.user_id)
+            & (txns["device_id"] == row.device_id)
+            & (txns["event_timestamp"] < row.event_timestamp)
+            & (txns["event_timestamp"] >= row.event_timestamp - pd.Timedelta(days=30))
+        ]
+        assert row.user_device_txn_count_30d == len(used)
+    # a device left unused reads zero once its last use leaves the window (not a stale count)
+    last_rows = table.sort_values("event_timestamp").groupby(["user_id", "device_id"]).tail(1)
+    lapsed = last_rows[last_rows["event_timestamp"] < CFG.end - pd.Timedelta(days=1)]
+    assert len(lapsed) and (lapsed["user_device_txn_count_30d"] == 0).all()
 
 
 def test_velocity_state_becomes_available_just_after_its_transaction(world) -> None:
