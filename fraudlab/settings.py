@@ -100,8 +100,22 @@ class Settings(BaseSettings):
     psi_alert: float = Field(
         default=0.2, description="PSI at or above which a feature's drift is an alert."
     )
+    monitor_window_hours: float = Field(
+        default=24.0,
+        description=(
+            "Event-time span of the drift window. Traffic has a daily cycle (who buys, where,"
+            " what): a window of part of a day differs from any training sample, so drift is"
+            " judged only on a window this long."
+        ),
+    )
     monitor_window: int = Field(
-        default=5_000, description="Most recent non-fallback predictions the drift monitor judges."
+        default=10_000,
+        description="Most predictions the drift monitor judges (a longer window is thinned evenly).",
+    )
+    psi_bins: int = Field(
+        default=10,
+        description="PSI bins: quantiles of the training reference (columns with few values: one"
+        " bin per value).",
     )
     monitor_min_records: int = Field(
         default=500, description="Fewer predictions than this in the window: no drift verdict."

@@ -1,15 +1,24 @@
 """Distribution drift: PSI per model input and on the score, serving window vs training sample.
 
-Owns: the drift judgement (Evidently 0.7 ``ValueDrift`` with ``method="psi"`` per column, each
-PSI judged ok / warn / alert against ``Settings.psi_warn`` / ``psi_alert``) and its outputs: a
-self-contained HTML report, a JSON summary and a snapshot in the Evidently workspace
-(``<home>/monitoring/workspace``, project "fraudlab"), so ``evidently ui`` shows runs over time.
+Owns: the drift judgement (Evidently 0.7 ``ValueDrift`` per column, with the PSI defined here
+registered as Evidently's method ``psi_reference_bins``; each PSI judged ok / warn / alert
+against ``Settings.psi_warn`` / ``psi_alert``) and its outputs: a self-contained HTML report, a
+JSON summary and a snapshot in the Evidently workspace (``<home>/monitoring/workspace``, project
+"fraudlab"), so ``evidently ui`` shows runs over time.
 Must not: read the log or load the model other than through ``monitoring.sources``, or act
 on a verdict (retraining is the DAG's decision).
 
+Two choices keep the monitor from crying wolf (both are knobs a careless change can break):
+- Bins come from the training reference alone: its deciles for continuous columns, one bin per
+  value for columns with few values. Evidently's built-in ``psi`` bins the pooled samples into
+  equal-width bins, so a heavy-tailed count (merchant volume) gets nearly empty bins whose ratios
+  swing with a handful of rows, and the bins move with the current window itself.
+- The window is whole days of event time (``Settings.monitor_window_hours``): traffic has a
+  daily cycle — night-time buyers, amounts and fraud differ from daytime ones — so part of a day
+  differs from any training sample. A window shorter than that, or with fewer than
+  ``Settings.monitor_min_records`` predictions, gets no verdict.
+
 The comparison is pure (``compute_drift``: frames in, result out); ``run_drift`` does the I/O.
-A window smaller than ``Settings.monitor_min_records`` gets no verdict: a few hundred requests
-from one hour of one day would "drift" from any training sample.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from fraudlab.settings import Settings
@@ -37,6 +47,12 @@ SCORE = "score"
 PROJECT = "fraudlab"
 PROJECT_DESCRIPTION = "fraudlab monitoring: PSI drift of model inputs and score"
 REFERENCE_FILE = "reference.parquet"
+PSI_METHOD = "psi_reference_bins"
+FEW_VALUES = 20  # a column with at most this many distinct reference values is binned by value
+SMOOTHING = 0.5  # added to every bin's count: an empty bin must not make the ratio infinite
+# A window must cover this share of Settings.monitor_window_hours (a few minutes' gap at the
+# edges of a day of traffic is not a partial day).
+MIN_SPAN_SHARE = 0.95
 _RANK: dict[str, int] = {"ok": 0, "warn": 1, "alert": 2}
 
 
@@ -61,6 +77,9 @@ class DriftResult:
     model_version: str | None = None
     run_dir: str | None = None
     seconds: float | None = None
+    span_hours: float | None = None  # event time the window covers
+    min_span_hours: float = 0.0  # event time a window must cover to be judged
+    reason: str | None = None  # why there is no verdict
 
     @property
     def flagged(self) -> list[ColumnDrift]:
@@ -91,17 +110,93 @@ def overall(statuses: list[Status]) -> Status:
     return max(statuses, key=lambda s: _RANK[s], default="ok")
 
 
+def bin_edges(reference: np.ndarray, bins: int) -> tuple[np.ndarray, bool]:
+    """The bins of one column, from the reference alone: (edges, by_value).
+
+    ``by_value``: the edges are the reference's distinct values, one bin each (plus one for
+    values the reference never had); otherwise they are its inner quantiles, deduplicated (a
+    value carrying more than one bin's mass gets a bin of its own).
+    """
+    values = np.unique(reference)
+    if values.size <= FEW_VALUES:
+        return values, True
+    return np.unique(np.quantile(reference, np.linspace(0.0, 1.0, bins + 1)[1:-1])), False
+
+
+def _bin_index(x: np.ndarray, edges: np.ndarray, by_value: bool) -> np.ndarray:
+    if not by_value:
+        return np.searchsorted(edges, x, side="right")  # bin i holds [edges[i-1], edges[i])
+    position = np.searchsorted(edges, x)
+    known = (position < edges.size) & (edges[np.minimum(position, edges.size - 1)] == x)
+    return np.where(known, position, edges.size)  # the last bin: values never seen
+
+
+def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
+    """Population stability index of ``current`` against ``reference`` (NaN when either is empty).
+
+    PSI = Σ (q − p) · ln(q / p) over bins fixed by the reference (``bin_edges``), p and q the
+    shares of reference and current rows per bin, each count smoothed by ``SMOOTHING``.
+    Missing values are left out.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    cur = np.asarray(current, dtype=np.float64)
+    ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
+    if ref.size == 0 or cur.size == 0:
+        return math.nan
+    edges, by_value = bin_edges(ref, bins)
+    n_bins = edges.size + 1
+    p = np.bincount(_bin_index(ref, edges, by_value), minlength=n_bins) + SMOOTHING
+    q = np.bincount(_bin_index(cur, edges, by_value), minlength=n_bins) + SMOOTHING
+    p, q = p / p.sum(), q / q.sum()
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+_registered_bins: int | None = None
+
+
+def register_psi(bins: int) -> None:
+    """Make ``psi`` available to Evidently as the method ``PSI_METHOD`` (with these bins)."""
+    global _registered_bins
+    if _registered_bins == bins:
+        return
+    with _quiet_import():
+        from evidently.legacy.calculations.stattests.registry import StatTest, register_stattest
+        from evidently.legacy.core import ColumnType
+
+    def stattest(
+        reference: pd.Series, current: pd.Series, _type: object, threshold: float
+    ) -> tuple[float, bool]:
+        value = psi(reference.to_numpy(dtype=float), current.to_numpy(dtype=float), bins)
+        return value, bool(value >= threshold)
+
+    register_stattest(
+        StatTest(
+            name=PSI_METHOD,
+            display_name=f"PSI ({bins} reference bins)",
+            allowed_feature_types=[ColumnType.Numerical, ColumnType.Categorical],
+            default_threshold=0.2,
+        ),
+        stattest,
+    )
+    _registered_bins = bins
+
+
 def drift_snapshot(
-    reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], alert: float
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: list[str],
+    alert: float,
+    bins: int = 10,
 ) -> Snapshot:
-    """Evidently's PSI per column (its own per-column test fails at the alert threshold)."""
+    """Evidently's report of ``psi`` per column (its per-column test fails at the alert)."""
     with _quiet_import():
         from evidently import DataDefinition, Dataset, Report
         from evidently.metrics import ValueDrift
 
+    register_psi(bins)
     definition = DataDefinition(numerical_columns=columns)
     report = Report(
-        [ValueDrift(column=c, method="psi", threshold=alert) for c in columns],
+        [ValueDrift(column=c, method=PSI_METHOD, threshold=alert) for c in columns],
         include_tests=True,
     )
     return report.run(
@@ -127,10 +222,15 @@ def compute_drift(
     warn: float,
     alert: float,
     min_records: int,
+    bins: int = 10,
+    span_hours: float | None = None,
+    min_span_hours: float = 0.0,
 ) -> tuple[DriftResult, Snapshot | None]:
     """Judge ``current`` against ``reference`` column by column (PSI); no I/O.
 
-    Returns the result and Evidently's snapshot (None when the window was too small to judge).
+    ``span_hours`` is the event time the window covers; below ``min_span_hours`` (or with fewer
+    than ``min_records`` rows) there is no verdict. Returns the result and Evidently's snapshot
+    (None without a verdict).
     """
     result = DriftResult(
         status="insufficient_data",
@@ -139,13 +239,25 @@ def compute_drift(
         min_records=min_records,
         psi_warn=warn,
         psi_alert=alert,
+        span_hours=None if span_hours is None else round(span_hours, 2),
+        min_span_hours=min_span_hours,
     )
     if len(current) < min_records or len(reference) < min_records:
+        result.reason = (
+            f"{len(current)} predictions in the window, {len(reference)} reference rows: a"
+            f" verdict needs {min_records} of each"
+        )
+        return result, None
+    if span_hours is not None and span_hours < min_span_hours:
+        result.reason = (
+            f"the window covers {span_hours:.1f} h of event time; a verdict needs"
+            f" {min_span_hours:.1f} h (whole days: traffic has a daily cycle)"
+        )
         return result, None
     missing = [c for c in columns if c not in current or c not in reference]
     if missing:
         raise KeyError(f"columns missing from the window or the reference sample: {missing}")
-    snapshot = drift_snapshot(reference, current, columns, alert)
+    snapshot = drift_snapshot(reference, current, columns, alert, bins)
     psi = psi_by_column(snapshot)
     result.columns = [ColumnDrift(c, psi.get(c), judge(psi.get(c), warn, alert)) for c in columns]
     result.status = overall([c.status for c in result.columns])
@@ -173,15 +285,25 @@ def add_to_workspace(directory: Path, snapshot: Snapshot, name: str) -> str:
     return str(getattr(ref, "id", ref))
 
 
+def thin(records: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """At most ``limit`` records spread evenly over the window (every k-th, order kept)."""
+    if len(records) <= limit:
+        return records
+    keep = np.linspace(0, len(records) - 1, limit).round().astype(int)
+    return [records[i] for i in keep]
+
+
 def run_drift(settings: Settings, run_dir: Path | None = None) -> DriftResult:
-    """Judge the newest ``monitor_window`` non-fallback predictions against the champion's
-    training sample; write ``drift.html`` and ``drift.json`` and add the run to the workspace.
+    """Judge the newest ``monitor_window_hours`` of production predictions against the
+    champion's training sample; write ``drift.html`` and ``drift.json`` and add the run to the
+    workspace.
     """
     started = time.perf_counter()
     run_dir = run_dir or sources.new_run_dir(settings)
     bundle = sources.load_champion(settings)
     reference = pd.read_parquet(bundle.directory / REFERENCE_FILE)
-    records = sources.read_recent(settings.prediction_log_dir, settings.monitor_window)
+    window = sources.read_window(settings.prediction_log_dir, settings.monitor_window_hours)
+    records = thin(window, settings.monitor_window)
     columns = [*bundle.feature_order, SCORE]
     current = window_frame(records, bundle.feature_order)
     result, snapshot = compute_drift(
@@ -191,6 +313,9 @@ def run_drift(settings: Settings, run_dir: Path | None = None) -> DriftResult:
         warn=settings.psi_warn,
         alert=settings.psi_alert,
         min_records=settings.monitor_min_records,
+        bins=settings.psi_bins,
+        span_hours=sources.span_hours(window),
+        min_span_hours=settings.monitor_window_hours * MIN_SPAN_SHARE,
     )
     result.model_version = bundle.version
     result.run_dir = str(run_dir)
@@ -200,10 +325,12 @@ def run_drift(settings: Settings, run_dir: Path | None = None) -> DriftResult:
         summary["workspace_run"] = add_to_workspace(
             sources.workspace_dir(settings), snapshot, name=f"drift {run_dir.name}"
         )
-    if records:
+    if window:
         summary["window"] = {
-            "first_event_ts": records[0]["event_ts"],
-            "last_event_ts": records[-1]["event_ts"],
+            "first_event_ts": window[0]["event_ts"],
+            "last_event_ts": window[-1]["event_ts"],
+            "predictions": len(window),
+            "judged": len(records),
         }
     result.seconds = round(time.perf_counter() - started, 2)
     (run_dir / "drift.json").write_text(

@@ -44,8 +44,7 @@ def print_drift(console: Console, result: DriftResult) -> None:
     )
     if result.status == "insufficient_data":
         console.print(
-            f"{title}\n  fewer than {result.min_records} non-fallback predictions in the log:"
-            " no verdict (send traffic: `make simulate`)"
+            f"{title}\n  no verdict: {result.reason} (traffic builds it up: `make simulate`)"
         )
         return
     table = Table(title=title, title_justify="left")

@@ -43,6 +43,25 @@ def _reverse_lines(path: Path) -> Iterator[bytes]:
         yield tail
 
 
+def _newest_first(
+    log_dir: Path, *, include_fallback: bool, include_synthetic: bool
+) -> Iterator[dict[str, Any]]:
+    """Production records of the log, newest first (see ``read_recent`` for what is left out)."""
+    for path in sorted(log_dir.glob("predictions-*.jsonl"), reverse=True):
+        for line in _reverse_lines(path):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not include_fallback and record.get("fallback"):
+                continue
+            if not include_synthetic and record.get("synthetic"):
+                continue
+            yield record
+
+
 def read_recent(
     log_dir: Path,
     limit: int,
@@ -58,22 +77,41 @@ def read_recent(
     short by a writer mid-flush is skipped.
     """
     records: list[dict[str, Any]] = []
-    for path in sorted(log_dir.glob("predictions-*.jsonl"), reverse=True):
-        for line in _reverse_lines(path):
-            if len(records) >= limit:
-                return records[::-1]
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if not include_fallback and record.get("fallback"):
-                continue
-            if not include_synthetic and record.get("synthetic"):
-                continue
-            records.append(record)
+    for record in _newest_first(
+        log_dir, include_fallback=include_fallback, include_synthetic=include_synthetic
+    ):
+        if len(records) >= limit:
+            break
+        records.append(record)
     return records[::-1]
+
+
+def read_window(
+    log_dir: Path, hours: float, *, max_records: int = 200_000
+) -> list[dict[str, Any]]:
+    """Production records whose event time lies within ``hours`` of the newest, oldest first.
+
+    Reading stops at the first record older than that (production traffic is logged in event
+    order) or after ``max_records``, which bounds the memory a window can take. Fallback and
+    synthetic records are left out, as in ``read_recent``.
+    """
+    records: list[dict[str, Any]] = []
+    cutoff: float | None = None
+    for record in _newest_first(log_dir, include_fallback=False, include_synthetic=False):
+        event_ts = float(record["event_ts"])
+        if cutoff is None:
+            cutoff = event_ts - hours * 3600.0
+        if event_ts < cutoff or len(records) >= max_records:
+            break
+        records.append(record)
+    return records[::-1]
+
+
+def span_hours(records: list[dict[str, Any]]) -> float:
+    """Event time covered by ``records`` (oldest first), in hours."""
+    if len(records) < 2:
+        return 0.0
+    return (float(records[-1]["event_ts"]) - float(records[0]["event_ts"])) / 3600.0
 
 
 def load_champion(settings: Settings) -> registry.ModelBundle:

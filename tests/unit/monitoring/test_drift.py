@@ -1,5 +1,6 @@
-"""Drift: a shifted feature alarms, a sample from the training distribution does not, a tiny
-window gets no verdict; the log window reader returns the newest non-fallback records."""
+"""Drift: a shifted feature alarms, a sample from the training distribution does not, a tiny or
+part-of-a-day window gets no verdict, PSI bins are stable; the log window readers return the
+newest production records."""
 
 from __future__ import annotations
 
@@ -60,6 +61,51 @@ def test_a_tiny_window_gets_no_verdict_even_when_shifted() -> None:
     assert result.n_current == MIN - 1
 
 
+def test_part_of_a_day_gets_no_verdict_even_when_shifted() -> None:
+    result, snapshot = drift.compute_drift(
+        sample(5000, seed=1),
+        sample(2000, seed=2, amount_shift=3.0),
+        COLUMNS,
+        warn=WARN,
+        alert=ALERT,
+        min_records=MIN,
+        span_hours=6.0,
+        min_span_hours=22.8,
+    )
+    assert result.status == "insufficient_data" and snapshot is None
+    assert "6.0 h" in result.reason and "daily cycle" in result.reason
+
+
+def test_psi_is_zero_for_the_same_distribution_and_grows_with_a_shift() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0.0, 1.0, 20_000)
+    assert drift.psi(reference, rng.normal(0.0, 1.0, 5_000)) < 0.01
+    assert 0.05 < drift.psi(reference, rng.normal(0.3, 1.0, 5_000)) < 0.12  # textbook: ~0.09
+    assert drift.psi(reference, rng.normal(1.0, 1.0, 5_000)) > 0.5
+    assert np.isnan(drift.psi(reference, np.array([np.nan])))
+
+
+def test_psi_of_a_heavy_tailed_count_is_stable() -> None:
+    """Merchant volume: a few huge merchants, many small ones. Bins from the pooled range put
+    nearly all rows in the first bin and a handful in each of the others, whose ratios then
+    swing with single rows; deciles of the reference do not."""
+    rng = np.random.default_rng(1)
+    reference = np.round(rng.lognormal(3.5, 1.2, 20_000))
+    same = np.round(rng.lognormal(3.5, 1.2, 7_000))
+    grown = np.round(rng.lognormal(3.5, 1.2, 7_000) * 1.05)  # 5 % more business
+    assert drift.psi(reference, same) < 0.01
+    assert drift.psi(reference, grown) < 0.02
+    assert drift.psi(reference, reference * 2) > 0.2  # a real doubling still alarms
+
+
+def test_few_valued_columns_get_a_bin_per_value_and_unseen_values_count() -> None:
+    reference = np.repeat([-1.0, 0.0, 1.0, 2.0], [100, 5000, 3000, 1900])
+    assert drift.bin_edges(reference, 10)[1] is True
+    assert drift.psi(reference, reference[::3]) < 0.01
+    unseen = np.concatenate([reference[::3], np.full(600, 9.0)])  # a new category appears
+    assert drift.psi(reference, unseen) > 0.2
+
+
 @pytest.mark.parametrize(
     ("psi", "status"),
     [(0.0, "ok"), (0.0999, "ok"), (0.1, "warn"), (0.19, "warn"), (0.2, "alert"), (None, "ok")],
@@ -103,6 +149,19 @@ def test_window_is_the_newest_non_fallback_records_across_files(tmp_path, monkey
     assert sources.read_recent(tmp_path / "nothing-logged-yet", 8) == []
 
 
+def test_the_event_time_window_ends_at_the_newest_record(tmp_path) -> None:
+    records = [record(i) for i in range(0, 3600 * 30, 600)]  # one every 10 min, 30 hours
+    records[-2]["synthetic"] = True
+    write_log(tmp_path, "2026-11-23", records)
+    window = sources.read_window(tmp_path, hours=24)
+    newest = records[-1]["event_ts"]
+    assert window[-1]["request_id"] == records[-1]["request_id"]
+    assert all(newest - r["event_ts"] <= 24 * 3600 for r in window)
+    assert len(window) == 24 * 6 + 1 - 1  # 145 records in 24 h, minus the synthetic one
+    assert sources.span_hours(window) == pytest.approx(24.0)
+    assert len(sources.read_window(tmp_path, hours=24, max_records=10)) == 10
+
+
 def test_synthetic_requests_are_not_production_traffic(tmp_path) -> None:
     records = [record(i) for i in range(6)]
     for r in records[1::2]:
@@ -115,7 +174,13 @@ def test_synthetic_requests_are_not_production_traffic(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_run_drift_writes_reports_and_grows_the_workspace(tmp_path, monkeypatch) -> None:
-    settings = Settings(_env_file=None, home=tmp_path, monitor_window=600, monitor_min_records=500)
+    settings = Settings(
+        _env_file=None,
+        home=tmp_path,
+        monitor_window_hours=10,
+        monitor_window=500,
+        monitor_min_records=500,
+    )
     bundle_dir = tmp_path / "bundle"
     bundle_dir.mkdir()
     sample(2000, seed=1).to_parquet(bundle_dir / drift.REFERENCE_FILE)
@@ -125,7 +190,7 @@ def test_run_drift_writes_reports_and_grows_the_workspace(tmp_path, monkeypatch)
     records = [
         {
             "request_id": f"r{i}",
-            "event_ts": float(i),
+            "event_ts": 60.0 * i,  # one a minute: 700 records over 11.6 hours
             "fallback": False,
             "model_inputs": row[COLUMNS[:-1]].to_dict(),
             "score": row["score"],
@@ -137,7 +202,9 @@ def test_run_drift_writes_reports_and_grows_the_workspace(tmp_path, monkeypatch)
     first = drift.run_drift(settings)
     second = drift.run_drift(settings)
 
-    assert first.status == "alert" and first.n_current == 600 and first.model_version == "7"
+    # 10 hours of the 11.6 logged: 601 predictions, thinned evenly to 500
+    assert first.status == "alert" and first.n_current == 500 and first.model_version == "7"
+    assert first.span_hours == pytest.approx(10.0)
     for result in (first, second):
         run_dir = sources.Path(result.run_dir)
         summary = json.loads((run_dir / "drift.json").read_text())
