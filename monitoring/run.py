@@ -70,10 +70,17 @@ def print_skew(console: Console, result: SkewResult) -> None:
     table.add_column("mismatches", justify="right")
     table.add_column("rate", justify="right")
     table.add_column("max |diff|", justify="right")
-    for f in result.features:
-        diff = "" if f.max_abs_diff is None else f"{f.max_abs_diff:.3g}"
-        style = "bold red" if f.mismatches else None
-        table.add_row(f.feature, str(f.mismatches), f"{f.mismatch_rate:.1%}", diff, style=style)
+    for group, features in (("stored", result.features), ("input", result.inputs)):
+        for f in features:
+            diff = "" if f.max_abs_diff is None else f"{f.max_abs_diff:.3g}"
+            style = "bold red" if f.mismatches else None
+            table.add_row(
+                f"{f.feature} ({group})",
+                str(f.mismatches),
+                f"{f.mismatch_rate:.1%}",
+                diff,
+                style=style,
+            )
     if result.score is not None:
         s = result.score
         diff = "" if s.max_abs_diff is None else f"{s.max_abs_diff:.3g}"

@@ -1,9 +1,11 @@
 """Training-serving skew: the features serving used vs the same features recomputed offline.
 
-Owns: taking the newest logged non-fallback requests, fetching their stored features again
+Owns: taking the newest logged production requests, fetching their stored features again
 through Feast's point-in-time join (``get_historical_features`` at the same entities and event
 time, through the champion's feature service: what training would have read), comparing them
-with what serving logged, re-scoring the offline features with the champion's ONNX graph, and
+with what serving logged, rebuilding the model inputs from them with the shared transform and
+comparing those with the inputs serving logged (a serving-side transform that differs from
+training's shows here, feature by feature), re-scoring with the champion's ONNX graph, and
 writing ``skew.html`` and ``skew.json`` into the run folder.
 Must not: compute a model input itself (``features.transforms`` does, for everyone), define
 features, or write to the feature store.
@@ -64,7 +66,8 @@ class ScoreSkew:
 class SkewResult:
     status: Status
     n_records: int
-    features: list[FeatureSkew] = field(default_factory=list)
+    features: list[FeatureSkew] = field(default_factory=list)  # stored features
+    inputs: list[FeatureSkew] = field(default_factory=list)  # model inputs after the transform
     score: ScoreSkew | None = None
     model_version: str | None = None
     run_dir: str | None = None
@@ -74,11 +77,17 @@ class SkewResult:
     def mismatches(self) -> int:
         return sum(f.mismatches for f in self.features)
 
+    @property
+    def input_mismatches(self) -> int:
+        return sum(f.mismatches for f in self.inputs)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for entry, feature in zip(data["features"], self.features, strict=True):
-            entry["mismatch_rate"] = feature.mismatch_rate
+        for key in ("features", "inputs"):
+            for entry, feature in zip(data[key], getattr(self, key), strict=True):
+                entry["mismatch_rate"] = feature.mismatch_rate
         data["mismatches"] = self.mismatches
+        data["input_mismatches"] = self.input_mismatches
         return data
 
 
@@ -166,17 +175,34 @@ def entity_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     )
 
 
-def model_matrix(
-    records: list[dict[str, Any]], stored: pd.DataFrame, feature_order: list[str]
-) -> np.ndarray:
-    """The model input matrix from each record's request fields and ``stored`` features."""
-    stored = stored.reindex([r[KEY] for r in records])
+def offline_inputs(records: list[dict[str, Any]], stored: pd.DataFrame) -> pd.DataFrame:
+    """The model inputs the shared transform builds from each record's request fields and the
+    ``stored`` (offline) features: what training computes. Indexed by request id."""
+    keys = [r[KEY] for r in records]
+    stored = stored.reindex(keys)
     columns: dict[str, object] = {
         name: [r["request"].get(name) for r in records] for name in REQUEST_FIELDS
     }
     for name in STORED_FEATURES:
         columns[name] = stored[name].astype(object).where(stored[name].notna(), None).to_list()
-    return to_matrix(build_model_inputs(columns), feature_order)
+    return pd.DataFrame(build_model_inputs(columns), index=pd.Index(keys, name=KEY))
+
+
+def model_matrix(
+    records: list[dict[str, Any]], stored: pd.DataFrame, feature_order: list[str]
+) -> np.ndarray:
+    """The model input matrix from each record's request fields and ``stored`` features."""
+    inputs = offline_inputs(records, stored)
+    return to_matrix({name: inputs[name].to_numpy() for name in inputs}, feature_order)
+
+
+def served_inputs(records: list[dict[str, Any]], names: list[str]) -> pd.DataFrame:
+    """The model inputs serving logged for each record, indexed by request id."""
+    return pd.DataFrame.from_records(
+        [r.get("model_inputs") or {} for r in records],
+        index=pd.Index([r[KEY] for r in records], name=KEY),
+        columns=names,
+    )
 
 
 def offline_features(settings: Settings, entities: pd.DataFrame, service: str) -> pd.DataFrame:
@@ -204,6 +230,15 @@ def compute_skew(
         return SkewResult("insufficient_data", 0, model_version=model_version)
     features = compare_features(served_frame(records), offline, STORED_FEATURES)
     result = SkewResult("ok", len(records), features, model_version=model_version)
+    # Inputs are compared on the requests found offline: a request the join lost is already a
+    # mismatch of every stored feature, and has no offline inputs to compare.
+    found = [r for r in records if r[KEY] in offline.index]
+    if found:
+        rebuilt = offline_inputs(found, offline)
+        names = [
+            n for n in rebuilt.columns if any(n in (r.get("model_inputs") or {}) for r in found)
+        ]
+        result.inputs = compare_features(served_inputs(found, names), rebuilt, names)
     if session is not None and feature_order is not None:
         from pipelines.export import onnx_scores
 
@@ -215,15 +250,18 @@ def compute_skew(
             else np.array([])
         )
         result.score = compare_scores(np.array([r["score"] for r in present]), scores)
-    if result.mismatches or (result.score is not None and result.score.differing):
+    if (
+        result.mismatches
+        or result.input_mismatches
+        or (result.score is not None and result.score.differing)
+    ):
         result.status = "alert"
     return result
 
 
-def render_html(result: SkewResult) -> str:
-    """A small self-contained page: one row per feature, the score row last."""
+def _feature_rows(features: list[FeatureSkew]) -> list[str]:
     rows = []
-    for f in result.features:
+    for f in features:
         style = ' style="background:#fdd"' if f.mismatches else ""
         diff = "" if f.max_abs_diff is None else f"{f.max_abs_diff:.3g}"
         examples = html.escape(json.dumps(f.examples)) if f.examples else ""
@@ -232,6 +270,18 @@ def render_html(result: SkewResult) -> str:
             f"<td>{f.mismatches}</td><td>{f.mismatch_rate:.2%}</td><td>{diff}</td>"
             f"<td><code>{examples}</code></td></tr>"
         )
+    return rows
+
+
+def render_html(result: SkewResult) -> str:
+    """A small self-contained page: one row per feature, the score row last."""
+    rows = []
+    sections = [("stored features (online vs offline point in time)", result.features)]
+    if result.inputs:
+        sections.append(("model inputs (served vs the shared transform offline)", result.inputs))
+    for title, group in sections:
+        rows.append(f"<tr><th colspan=6 style='text-align:left'>{html.escape(title)}</th></tr>")
+        rows.extend(_feature_rows(group))
     if result.score is not None:
         s = result.score
         diff = "" if s.max_abs_diff is None else f"{s.max_abs_diff:.3g}"

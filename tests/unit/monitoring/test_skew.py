@@ -1,5 +1,6 @@
 """Skew: identical served and offline features show nothing; an altered amount statistic or a
-changed category is flagged with its size; missing equals missing, and nothing else does."""
+changed category is flagged with its size; a serving transform that differs from training's is
+flagged on the model inputs it changes; missing equals missing, and nothing else does."""
 
 from __future__ import annotations
 
@@ -34,6 +35,12 @@ def served_features(i: int) -> dict:
     }
 
 
+def served_inputs(request: dict, features: dict, transform=build_model_inputs) -> dict:
+    """What serving logs as model_inputs: the transform over one request and its features."""
+    columns = {k: [v] for k, v in {**request, **features}.items()}
+    return {name: float(values[0]) for name, values in transform(columns).items()}
+
+
 def records(n: int = 5) -> list[dict]:
     out = []
     for i in range(n):
@@ -47,6 +54,7 @@ def records(n: int = 5) -> list[dict]:
                 "event_ts": request["event_ts"],
                 "request": request,
                 "features": served_features(i),
+                "model_inputs": served_inputs(request, served_features(i)),
                 "score": 0.01 * i,
                 "model_version": "3",
                 "fallback": False,
@@ -75,6 +83,26 @@ def test_identical_features_show_zero_mismatches() -> None:
     assert result.mismatches == 0
     assert [f.feature for f in result.features] == list(STORED_FEATURES)
     assert all(f.compared == 5 and f.max_abs_diff in (None, 0.0) for f in result.features)
+    assert [f.feature for f in result.inputs] == list(MODEL_FEATURES)
+    assert result.input_mismatches == 0
+
+
+def test_a_serving_transform_that_differs_from_training_is_flagged_on_its_inputs() -> None:
+    """Serving read the same stored features, but its transform took amounts in cents."""
+
+    def cents_transform(columns: dict) -> dict:
+        return build_model_inputs({**columns, "amount": [a * 100 for a in columns["amount"]]})
+
+    recs = records()
+    for r in recs:
+        r["model_inputs"] = served_inputs(r["request"], r["features"], cents_transform)
+    result = skew.compute_skew(recs, offline_like(recs), model_version="3")
+    assert result.mismatches == 0  # the store and the offline join agree
+    flagged = {f.feature: f for f in result.inputs if f.mismatches}
+    assert set(flagged) == {"amount_log", "amount_to_user_mean", "amount_to_merchant_mean"}
+    assert all(f.mismatch_rate == 1.0 for f in flagged.values())
+    assert math.isclose(flagged["amount_log"].max_abs_diff, math.log(100), rel_tol=0.01)
+    assert result.status == "alert"
 
 
 def test_an_amount_feature_times_100_and_a_changed_category_are_flagged() -> None:
