@@ -44,6 +44,7 @@ PERSIST_EVERY_S = 2.0
 LABEL_FLUSH_S = 60.0
 MAX_BACKOFF_S = 10.0  # short enough to notice a restarted server within seconds
 REQUEST_TIMEOUT_S = 5.0
+MATERIALIZE_WAIT_S = 120.0  # longer than a day's materialisation takes here (~5-15 s)
 DAY = pd.Timedelta(days=1)
 
 
@@ -170,12 +171,18 @@ class Materializer:
     Feast is imported and the store opened once, on the first boundary (about 6 s), so a
     simulator that never crosses midnight never pays for it. Serving keeps answering from the
     online store meanwhile; a materialisation request that arrives while one runs is merged.
+    The replay waits for it (``wait``): the day's batch features are online before the day's
+    first purchase, as the nightly job guarantees in production. Without the wait, purchases
+    right after midnight would be scored with yesterday's snapshot while training's
+    point-in-time join reads today's: skew made by the simulator, not by the system.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = None
         self.target: pd.Timestamp | None = None
+        self.done: pd.Timestamp | None = None  # the latest target finished (or given up on)
+        self.finished = threading.Condition()
         self.wake = threading.Event()
         self.stopping = False
         self.thread = threading.Thread(target=self._loop, name="materialize", daemon=True)
@@ -185,6 +192,17 @@ class Materializer:
         if self.target is None or day_start > self.target:
             self.target = day_start
             self.wake.set()
+
+    def wait(self, day_start: pd.Timestamp, timeout_s: float, stop: threading.Event) -> bool:
+        """Block until materialisation up to ``day_start`` is done; False on timeout or stop."""
+        deadline = time.monotonic() + timeout_s
+        with self.finished:
+            while self.done is None or self.done < day_start:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or stop.is_set() or not self.thread.is_alive():
+                    return False
+                self.finished.wait(min(remaining, 0.5))
+        return True
 
     def _loop(self) -> None:
         while True:
@@ -213,6 +231,9 @@ class Materializer:
                     "boundary (manual: `fraudlab features`)",
                     target,
                 )
+            with self.finished:
+                self.done = target
+                self.finished.notify_all()
 
     def close(self, timeout: float = 10.0) -> None:
         """Give a running materialisation a moment to finish.
@@ -350,8 +371,18 @@ class Simulator:
                     break
                 ts = pd.Timestamp(row[TS])
                 if ts.floor("D") > p.clock.floor("D"):
-                    # Midnight passed: yesterday's batch features are now final upstream.
+                    # Midnight passed: yesterday's batch features are now final upstream, and
+                    # the nightly job loads them before the new day's first purchase.
                     materializer.request(ts.floor("D"))
+                    if not materializer.wait(ts.floor("D"), MATERIALIZE_WAIT_S, self.stop):
+                        if self.stop.is_set():
+                            break
+                        log.warning(
+                            "materialisation up to %s not done after %.0fs; replaying on",
+                            f"{ts.floor('D'):%Y-%m-%d}",
+                            MATERIALIZE_WAIT_S,
+                        )
+                    next_at = time.monotonic()  # the pause is not a backlog to burst through
                 now = time.monotonic()
                 if next_at > now:
                     self.stop.wait(next_at - now)

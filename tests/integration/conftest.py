@@ -19,6 +19,17 @@ from fraudlab.settings import Settings
 from tests.conftest import free_port, small_settings
 
 UP_TIMEOUT_S = 900
+PRODUCTION_TRAFFIC = "production_traffic"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests that replay production-like traffic through the simulator run after all others.
+
+    They advance the clock, push velocity state and fill the log with days of requests, which
+    the other files sharing the stack do not expect (exact log contents, in-order parity). The
+    order among them is their file and definition order.
+    """
+    items.sort(key=lambda item: item.get_closest_marker(PRODUCTION_TRAFFIC) is not None)
 
 
 @dataclass
