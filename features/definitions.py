@@ -1,7 +1,8 @@
 """Feast objects of fraudlab: entities, sources, feature views and the feature service.
 
 Owns: the contract between training and serving. ``fraud_model_v1`` is the versioned
-FeatureService both sides fetch through; a model records which service it was trained on.
+FeatureService both sides fetch through (``fraud_model_v2`` adds the risk team's dispute
+table); a model records which service it was trained on.
 Must not: compute anything (batch tables come from ``pipelines.feature_tables``; transforms
 after retrieval from ``features.transforms``).
 
@@ -61,6 +62,7 @@ def build(data_dir: Path) -> list:
     user_device_stats_source = _source("user_device_stats")
     user_profile_source = _source("user_profile")
     user_velocity_batch_source = _source("user_velocity")
+    user_dispute_stats_source = _source("user_dispute_stats")
     # Serving pushes the velocity state after each scored transaction; the batch source holds the
     # same state rebuilt from history, for training and backfills.
     user_velocity_push_source = PushSource(
@@ -148,6 +150,21 @@ def build(data_dir: Path) -> list:
         tags={"owner": "fraud-ml", "kind": "push"},
     )
 
+    # The risk team's dispute table (``pipelines.feature_tables.user_dispute_stats``): purchases
+    # of the last 7 days that were disputed, with when the newest counted dispute arrived.
+    user_dispute_stats_fv = FeatureView(
+        name="user_dispute_stats",
+        entities=[user],
+        ttl=timedelta(days=400),
+        schema=[
+            Field(name="user_disputed_txn_count_7d", dtype=Float64),
+            Field(name="user_disputes_available_ts", dtype=Float64),
+        ],
+        source=user_dispute_stats_source,
+        online=True,
+        tags={"owner": "risk-analytics", "kind": "batch"},
+    )
+
     # --- the contract -------------------------------------------------------------------------
     fraud_model_v1 = FeatureService(
         name="fraud_model_v1",
@@ -159,6 +176,19 @@ def build(data_dir: Path) -> list:
             user_velocity_fv,
         ],
         description="Features of the card-not-present fraud model, version 1.",
+        tags={"owner": "fraud-ml"},
+    )
+    fraud_model_v2 = FeatureService(
+        name="fraud_model_v2",
+        features=[
+            user_stats_fv,
+            user_profile_fv,
+            merchant_stats_fv,
+            user_device_stats_fv,
+            user_velocity_fv,
+            user_dispute_stats_fv,
+        ],
+        description="Version 1 plus the user's recent disputes (risk team's dispute table).",
         tags={"owner": "fraud-ml"},
     )
 
@@ -173,7 +203,9 @@ def build(data_dir: Path) -> list:
         merchant_stats_fv,
         user_device_stats_fv,
         user_velocity_fv,
+        user_dispute_stats_fv,
         fraud_model_v1,
+        fraud_model_v2,
     ]
 
 

@@ -13,7 +13,7 @@ code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -85,6 +85,12 @@ MODEL_FEATURES: tuple[str, ...] = (
     "small_velocity_1h",
 )
 
+# Stored features a feature service may offer beyond the ones above, which the transform hands
+# to the model exactly as stored (missing: their default). A model uses one only when its
+# feature service has it: ``model_features`` puts them after MODEL_FEATURES, in the service's
+# order, and a model's recorded feature order says which it was trained on.
+PASSTHROUGH_FEATURES: tuple[str, ...] = ("user_disputed_txn_count_7d",)
+
 # Values used when the feature store has nothing for an entity (a new user, a new device):
 # "no history" rather than "average history".
 STORED_DEFAULTS: dict[str, float] = {
@@ -99,6 +105,7 @@ STORED_DEFAULTS: dict[str, float] = {
     "user_device_txn_count_30d": 0.0,
     "velocity_1h": 0.0,
     "small_velocity_1h": 0.0,
+    "user_disputed_txn_count_7d": 0.0,
 }
 
 
@@ -108,6 +115,7 @@ def transform_spec() -> dict:
         "version": TRANSFORM_VERSION,
         "request_fields": list(REQUEST_FIELDS),
         "stored_features": list(STORED_FEATURES),
+        "passthrough_features": list(PASSTHROUGH_FEATURES),
         "model_features": list(MODEL_FEATURES),
         "defaults": STORED_DEFAULTS,
         "encodings": {
@@ -119,6 +127,21 @@ def transform_spec() -> dict:
         "small_amount": SMALL_AMOUNT,
         "no_previous_txn_s": NO_PREVIOUS_TXN_S,
     }
+
+
+def model_features(service_features: Iterable[str]) -> list[str]:
+    """The input order of a model trained on a feature service with these features.
+
+    Every model gets MODEL_FEATURES; a pass-through feature the service offers follows them,
+    in the service's order. Training records the result with the model; serving and the
+    monitors follow the model's recorded order, never this function.
+    """
+    return [*MODEL_FEATURES, *(f for f in service_features if f in PASSTHROUGH_FEATURES)]
+
+
+def stored_inputs(feature_order: Iterable[str]) -> tuple[str, ...]:
+    """The stored features the transform reads for a model with this input order."""
+    return (*STORED_FEATURES, *(f for f in feature_order if f in PASSTHROUGH_FEATURES))
 
 
 def _num(values: object, default: float) -> np.ndarray:
@@ -158,6 +181,7 @@ def build_model_inputs(columns: Mapping[str, object]) -> dict[str, np.ndarray]:
 
     ``columns`` maps each name in ``REQUEST_FIELDS`` and ``STORED_FEATURES`` to an array-like
     (missing values as None or NaN); ``event_ts`` is the transaction time in epoch seconds.
+    A ``PASSTHROUGH_FEATURES`` name present in ``columns`` becomes an input of the same name.
     """
     n = len(np.atleast_1d(np.asarray(columns["amount"], dtype=object)))
     stored = {
@@ -179,7 +203,7 @@ def build_model_inputs(columns: Mapping[str, object]) -> dict[str, np.ndarray]:
     home = np.asarray(columns.get("home_region", [None] * n), dtype=object)
     ip_region = np.asarray(columns["ip_region"], dtype=object)
 
-    return {
+    inputs = {
         "amount_log": np.log1p(amount),
         "amount_to_user_mean": amount / (stored["user_amount_mean_30d"] + 10.0),
         "amount_to_merchant_mean": amount / (stored["merchant_amount_mean_30d"] + 10.0),
@@ -204,6 +228,10 @@ def build_model_inputs(columns: Mapping[str, object]) -> dict[str, np.ndarray]:
         "velocity_1h": stored["velocity_1h"] * decay,
         "small_velocity_1h": stored["small_velocity_1h"] * decay,
     }
+    for name in PASSTHROUGH_FEATURES:
+        if name in columns:
+            inputs[name] = _num(columns[name], STORED_DEFAULTS[name])
+    return inputs
 
 
 def to_matrix(

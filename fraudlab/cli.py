@@ -99,13 +99,28 @@ def simulate(
     max_requests: Annotated[
         int | None, typer.Option(help="Stop after this many requests (default: run on).")
     ] = None,
+    fast_forward_hours: Annotated[
+        float | None,
+        typer.Option(
+            help="Replay this many hours of simulated time as fast as serving answers, then"
+            " stop (stop the paced simulator first: `fraudlab down` stops all, or run it"
+            " with the stack started `--no-traffic`)."
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Concurrent clients when fast-forwarding.")] = 4,
 ) -> None:
     """Replay future transactions against serving and deliver chargebacks as they arrive."""
     from traffic import simulator
 
     settings = get_settings()
     raise typer.Exit(
-        simulator.run(settings, rps=rps or settings.traffic_rps, max_requests=max_requests)
+        simulator.run(
+            settings,
+            rps=rps or settings.traffic_rps,
+            max_requests=max_requests,
+            fast_forward_hours=fast_forward_hours,
+            workers=workers,
+        )
     )
 
 

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
         default=21, description="Days after which a transaction's label is taken as final."
     )
     train_threads: int = Field(default=1, description="LightGBM threads while training.")
+    train_lgbm_params: dict[str, float | int | str | bool] = Field(
+        default={},
+        description='LightGBM parameters overriding the defaults, as JSON, e.g. {"num_leaves": 7}.',
+    )
+    train_num_boost_round: int = Field(
+        default=400, description="Most boosting rounds (early stopping on validation may stop first)."
+    )
 
     # --- servers (all bound to loopback by default) -------------------------------------
     bind_host: str = Field(default="127.0.0.1", description="Address every server binds.")
@@ -205,6 +212,10 @@ class Settings(BaseSettings):
     @property
     def gates_dir(self) -> Path:
         return self.home.resolve() / "gates"
+
+    @property
+    def training_dir(self) -> Path:
+        return self.home.resolve() / "training"
 
 
 @lru_cache(maxsize=1)

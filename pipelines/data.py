@@ -142,6 +142,9 @@ def build_feature_tables(settings: Settings) -> dict[str, int]:
         "user_device_stats": feature_tables.user_device_stats(txns, start, n_days),
         "user_profile": feature_tables.user_profile(users),
         "user_velocity": feature_tables.user_velocity(txns),
+        "user_dispute_stats": feature_tables.user_dispute_stats(
+            txns, start, n_days, pd.Timestamp(meta["now"])
+        ),
     }
     settings.feature_data_dir.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():

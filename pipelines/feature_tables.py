@@ -18,7 +18,7 @@ from features.transforms import velocity_update
 from pipelines.timeutil import epoch_seconds
 
 # Bump when the same raw data would give different tables: existing homes then rebuild them.
-FEATURE_TABLES_VERSION = 2
+FEATURE_TABLES_VERSION = 3
 
 DAY = pd.Timedelta(days=1)
 VELOCITY_AVAILABLE_AFTER = pd.Timedelta(milliseconds=1)
@@ -197,5 +197,56 @@ def user_velocity(txns: pd.DataFrame) -> pd.DataFrame:
             "last_txn_ts": last,
             "velocity_1h": vel,
             "small_velocity_1h": small,
+        }
+    )
+
+
+DISPUTE_WINDOW_DAYS = 7
+
+
+def user_dispute_stats(
+    txns: pd.DataFrame, start: pd.Timestamp, n_days: int, backfilled_at: pd.Timestamp
+) -> pd.DataFrame:
+    """Per user and day: purchases of the last 7 days, that day included, that were disputed.
+
+    The risk team's dispute table, as its daily job writes it: a row per user and calendar day
+    (stamped with the day's date, i.e. its start), counting the user's purchases made that day
+    or in the six before it whose chargeback the job knew of. Disputes are attributed to the
+    day of the purchase, and the history was backfilled at ``backfilled_at`` with every
+    chargeback known then; days after it were written by the daily job at the end of each day.
+
+    ``user_disputes_available_ts`` (epoch seconds) says when the newest chargeback a row counts
+    arrived (the row's own time when it counts none): the time its value could first be known.
+    """
+    charged = txns["chargeback_timestamp"].notna().to_numpy()
+    users, uidx = np.unique(txns["user_id"].to_numpy()[charged], return_inverse=True)
+    bought = _day_index(txns["event_timestamp"][charged], start)
+    arrival = epoch_seconds(txns["chargeback_timestamp"][charged])
+    backfill_s = pd.Timestamp(backfilled_at).timestamp()
+    count = np.zeros((len(users), n_days))
+    newest = np.full((len(users), n_days), np.nan)
+    for k in range(n_days):
+        day_end_s = (start + (k + 1) * DAY).timestamp()
+        known = arrival < max(backfill_s, day_end_s)
+        counted = known & (bought <= k) & (bought > k - DISPUTE_WINDOW_DAYS)
+        count[:, k] = np.bincount(uidx[counted], minlength=len(users))
+        latest = np.full(len(users), -np.inf)
+        np.maximum.at(latest, uidx[counted], arrival[counted])
+        newest[:, k] = np.where(np.isfinite(latest), latest, np.nan)
+    # a row while a dispute is counted, and one the day after it drops out (reading zero), so
+    # the latest row means the same online and offline
+    alive = count > 0
+    alive[:, 1:] |= count[:, :-1] > 0
+    rows, day = np.nonzero(alive)
+    stamp = _day_starts(start, day)
+    available = np.where(
+        np.isnan(newest[rows, day]), epoch_seconds(pd.Series(stamp)), newest[rows, day]
+    )
+    return pd.DataFrame(
+        {
+            "user_id": users[rows],
+            "event_timestamp": stamp,
+            "user_disputed_txn_count_7d": count[rows, day],
+            "user_disputes_available_ts": available.astype(np.float64),
         }
     )

@@ -12,12 +12,16 @@ stages and the feature service each model recorded), or compute metrics differen
 ``single_row_latency_us``, so a gate can never be looser than what training already checked.
 
 Each gate is a pure function of arrays and frames returning a ``GateResult`` with the numbers
-it judged; ``promote`` wires them to MLflow, Feast and the disk.
+it judged; the wiring runs them two ways over the same ``evaluate_gates``: ``promote`` judges
+the registered ``challenger`` (``fraudlab promote``, CI), and ``gate_training_run`` judges a
+training run's bundle before it is registered (the retrain DAG's gates task), after which
+``promote_training_run`` moves the aliases.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -29,6 +33,7 @@ import pandas as pd
 
 from fraudlab.settings import Settings
 from pipelines import evaluation, export
+from pipelines.registry import ModelBundle
 
 PREVIOUS_CHAMPION = "previous_champion"
 
@@ -328,7 +333,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     champ, chall, hold = report["champion"], report["challenger"], report["holdout"]
     verdict = "PASS: every gate passed" if report["passed"] else "FAIL: at least one gate failed"
     lines = [
-        f"# Promotion gates: challenger v{chall['version']} vs champion v{champ['version']}",
+        f"# Promotion gates: challenger {_label(chall)} vs champion {_label(champ)}",
         "",
         f"**{verdict}.** {report['action']}",
         "",
@@ -383,13 +388,6 @@ def holdout_window(
     return start, end, any(start < t for t in training_ends)
 
 
-def service_features(settings: Settings, feature_service: str) -> list[str]:
-    from features.store import open_store
-
-    service = open_store(settings).get_feature_service(feature_service)
-    return [f.name for projection in service.feature_view_projections for f in projection.features]
-
-
 def _bundle(settings: Settings, alias: str, cache: Path):
     from pipelines.registry import CHALLENGER, load_alias
 
@@ -407,24 +405,42 @@ def _bundle(settings: Settings, alias: str, cache: Path):
         ) from None
 
 
-def evaluate_gates(settings: Settings, progress: Progress | None = None) -> dict[str, Any]:
-    """Build the holdout, score both models on it and run every gate (no alias moves)."""
-    from features.transforms import MODEL_FEATURES
+def _describe(bundle: ModelBundle, training_run: Path | None = None) -> dict[str, Any]:
+    """A model as the report names it: a registered version, or a training run not yet
+    registered (the retrain DAG gates before it registers)."""
+    entry: dict[str, Any] = {
+        "version": bundle.version or None,
+        "run_id": bundle.run_id or None,
+        "feature_service": bundle.feature_service,
+    }
+    if training_run is not None:
+        entry["training_run"] = str(training_run)
+    return entry
+
+
+def _label(entry: Mapping[str, Any]) -> str:
+    if entry.get("version"):
+        return f"v{entry['version']}"
+    return f"(unregistered, training run {Path(entry.get('training_run', '?')).name})"
+
+
+def evaluate_gates(
+    settings: Settings,
+    champion: ModelBundle,
+    challenger: ModelBundle,
+    training_evidence: str | None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Build the holdout, score both models on it and run every gate (no alias moves).
+
+    ``training_evidence`` is the challenger's record of its training-data validation (the
+    ``data_validation`` tag training writes once its suites pass).
+    """
+    from features.transforms import model_features
     from pipelines import training, validation
     from pipelines.data import read_clock, read_labels, read_raw
-    from pipelines.registry import CHALLENGER, CHAMPION, client
 
     progress = progress or (lambda _title: nullcontext())
-    cache = settings.gates_dir / "bundles"
-    with progress("loading the champion and challenger bundles from MLflow"):
-        champion = _bundle(settings, CHAMPION, cache)
-        challenger = _bundle(settings, CHALLENGER, cache)
-    if champion.version == challenger.version:
-        raise NoModelError(
-            f"'{CHALLENGER}' and '{CHAMPION}' both point at v{champion.version}: nothing to "
-            "compare. `fraudlab train --no-promote` registers a new challenger."
-        )
-
     clock = read_clock(settings)
     ends = [pd.Timestamp(b.spec["train_window"][1]) for b in (champion, challenger)]
     start, end, overlaps = holdout_window(settings, clock, ends)
@@ -485,21 +501,18 @@ def evaluate_gates(settings: Settings, progress: Progress | None = None) -> dict
         gates.append(parity_gate(booster, calibration, session, x, challenger.threshold))
         gates.append(latency_gate(session, x, settings.gate_latency_p99_us))
     with progress("data validation (Great Expectations) and the leakage screen"):
-        tags = (
-            client(settings).get_model_version(settings.model_name, challenger.version).tags or {}
-        )
         # the training-set suite expects the three splits: label the holdout's days the way
         # training labels its own, so every other expectation applies unchanged
         holdout_check = validation.validate_training_set(
             frame.assign(split=training.split_by_time(frame)), settings.max_amount
         )
-        gates.append(data_validation_gate(tags.get("data_validation"), [holdout_check]))
-        stored = service_features(settings, challenger.feature_service)
-        allowed = set(MODEL_FEATURES) & (set(stored) | set(training_derived_inputs()))
+        gates.append(data_validation_gate(training_evidence, [holdout_check]))
+        stored = training.service_features(settings, challenger.feature_service)
         gates.append(
             leakage_gate(
                 challenger.feature_order,
-                allowed,
+                # what the shared transform builds from this service's features and the request
+                model_features(stored),
                 x,
                 y,
                 settings.gate_max_feature_auc,
@@ -510,16 +523,8 @@ def evaluate_gates(settings: Settings, progress: Progress | None = None) -> dict
     return {
         "created": pd.Timestamp.now(tz="UTC").isoformat(),
         "model_name": settings.model_name,
-        "champion": {
-            "version": champion.version,
-            "run_id": champion.run_id,
-            "feature_service": champion.feature_service,
-        },
-        "challenger": {
-            "version": challenger.version,
-            "run_id": challenger.run_id,
-            "feature_service": challenger.feature_service,
-        },
+        "champion": _describe(champion),
+        "challenger": _describe(challenger),
         "holdout": {
             "start": start.isoformat(),
             "end": end.isoformat(),
@@ -533,53 +538,150 @@ def evaluate_gates(settings: Settings, progress: Progress | None = None) -> dict
     }
 
 
-def training_derived_inputs() -> list[str]:
-    """Model inputs the shared transform derives from request fields and stored features.
+def _failed(report: Mapping[str, Any]) -> str:
+    return ", ".join(g["name"] for g in report["gates"] if not g["passed"])
 
-    They are the transform's outputs that are not themselves stored features: each is a
-    function of inputs available at the event time (``features.transforms`` owns them).
-    """
-    from features.transforms import MODEL_FEATURES, STORED_FEATURES
 
-    return [f for f in MODEL_FEATURES if f not in STORED_FEATURES]
+def _save(settings: Settings, report: Mapping[str, Any]) -> tuple[str, Path, Path]:
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
+    json_path, md_path = write_report(report, settings.gates_dir / stamp)
+    return stamp, json_path, md_path
+
+
+def move_champion(settings: Settings, version: str) -> str:
+    """Point ``champion`` at ``version``, keep the one it replaces as ``previous_champion``
+    (for ``rollback``), and clear ``challenger``: it has been decided. Returns the old one."""
+    from pipelines.registry import CHALLENGER, CHAMPION, client, resolve_alias, set_alias
+
+    current = resolve_alias(settings, CHAMPION)
+    if current is not None and current[0] != str(version):
+        set_alias(settings, PREVIOUS_CHAMPION, current[0])
+    set_alias(settings, CHAMPION, version)
+    if resolve_alias(settings, CHALLENGER) is not None:
+        client(settings).delete_registered_model_alias(settings.model_name, CHALLENGER)
+    return current[0] if current else ""
 
 
 def promote(settings: Settings, progress: Progress | None = None) -> tuple[int, str]:
-    """Run the gates; move ``champion`` to the challenger only when all pass.
+    """Gate the registered challenger; move ``champion`` to it only when every gate passes.
 
     Returns (exit code, markdown report). Exit 1 when a gate fails, 2 when there is nothing
     to compare (a missing alias).
     """
-    from pipelines.registry import CHALLENGER, CHAMPION, client, set_alias
+    from pipelines.registry import CHALLENGER, CHAMPION, client
 
+    progress = progress or (lambda _title: nullcontext())
+    cache = settings.gates_dir / "bundles"
     try:
-        report = evaluate_gates(settings, progress)
+        with progress("loading the champion and challenger bundles from MLflow"):
+            champion = _bundle(settings, CHAMPION, cache)
+            challenger = _bundle(settings, CHALLENGER, cache)
+        if champion.version == challenger.version:
+            raise NoModelError(
+                f"'{CHALLENGER}' and '{CHAMPION}' both point at v{champion.version}: nothing to"
+                " compare. `fraudlab train --no-promote` registers a new challenger."
+            )
     except NoModelError as exc:
         return 2, f"cannot run the promotion gates: {exc}\n"
-    champ, chall = report["champion"]["version"], report["challenger"]["version"]
+    mlflow = client(settings)
+    evidence = (mlflow.get_model_version(settings.model_name, challenger.version).tags or {}).get(
+        "data_validation"
+    )
+    report = evaluate_gates(settings, champion, challenger, evidence, progress)
+    champ, chall = champion.version, challenger.version
     if report["passed"]:
         report["action"] = (
             f"champion moved v{champ} → v{chall}; v{champ} kept as '{PREVIOUS_CHAMPION}' "
             "(`fraudlab rollback` restores it). Serving picks it up at its next reload."
         )
     else:
-        failed = ", ".join(g["name"] for g in report["gates"] if not g["passed"])
         report["action"] = (
-            f"champion stays v{champ}; challenger v{chall} failed: {failed}. Fix the cause, "
-            "retrain with `fraudlab train --no-promote`, then `fraudlab promote` again."
+            f"champion stays v{champ}; challenger v{chall} failed: {_failed(report)}. Fix the "
+            "cause, retrain with `fraudlab train --no-promote`, then `fraudlab promote` again."
         )
-    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
-    directory = settings.gates_dir / stamp
-    json_path, md_path = write_report(report, directory)
-    mlflow = client(settings)
+    stamp, json_path, md_path = _save(settings, report)
     for path in (json_path, md_path):
-        mlflow.log_artifact(report["challenger"]["run_id"], str(path), f"gates/{stamp}")
+        mlflow.log_artifact(challenger.run_id, str(path), f"gates/{stamp}")
     if report["passed"]:
-        set_alias(settings, PREVIOUS_CHAMPION, champ)
-        set_alias(settings, CHAMPION, chall)
-        mlflow.delete_registered_model_alias(settings.model_name, CHALLENGER)
+        move_champion(settings, chall)
     text = report_markdown(report) + f"\nReport: {md_path} (JSON: {json_path.name})\n"
     return (0 if report["passed"] else 1), text
+
+
+def gate_training_run(
+    settings: Settings, run_dir: Path, progress: Progress | None = None
+) -> tuple[int, str]:
+    """Gate a training run's bundle, before it is registered, against the champion.
+
+    The retrain DAG's gates stage: the report lands in the run directory (``register`` logs it
+    with the run) and under ``<home>/gates/``. No alias moves here; ``promote_training_run``
+    moves them once the run is registered. Returns (exit code, markdown report) like
+    ``promote``: 0 pass, 1 a gate failed, 2 nothing to compare.
+    """
+    from pipelines import training
+    from pipelines.registry import CHAMPION, SPEC_FILE
+
+    progress = progress or (lambda _title: nullcontext())
+    run = training.TrainingRun.load(run_dir)
+    spec = json.loads((run.bundle / SPEC_FILE).read_text())
+    challenger = ModelBundle(settings.model_name, "", "", run.bundle, spec)
+    try:
+        with progress("loading the champion bundle from MLflow"):
+            champion = _bundle(settings, CHAMPION, settings.gates_dir / "bundles")
+    except NoModelError as exc:
+        return 2, f"cannot run the promotion gates: {exc}\n"
+    evidence = json.loads(run.path(training.TAGS_FILE).read_text()).get("data_validation")
+    report = evaluate_gates(settings, champion, challenger, evidence, progress)
+    report["challenger"] = _describe(challenger, run.directory)
+    if report["passed"]:
+        report["action"] = (
+            f"every gate passed: the run will be registered and replace champion "
+            f"v{champion.version} (kept as '{PREVIOUS_CHAMPION}' for `fraudlab rollback`)."
+        )
+    else:
+        report["action"] = (
+            f"champion stays v{champion.version}; the run failed: {_failed(report)}. It is not "
+            f"registered. Fix the cause, then `make retrain` again (run kept in {run.directory})."
+        )
+    _, json_path, md_path = _save(settings, report)
+    for path in (json_path, md_path):
+        shutil.copyfile(path, run.directory / path.name)
+    text = report_markdown(report) + f"\nReport: {md_path} (JSON: {json_path.name})\n"
+    return (0 if report["passed"] else 1), text
+
+
+def promote_training_run(settings: Settings, run_dir: Path) -> str:
+    """Make a gated and registered training run the champion; returns what happened.
+
+    Refuses (``RuntimeError``) when the run did not pass its gates, is not registered, or the
+    champion moved since the gates compared against it: that verdict no longer applies.
+    """
+    from pipelines import training
+    from pipelines.registry import CHAMPION, resolve_alias
+
+    run = training.TrainingRun.load(run_dir)
+    gated = run.path("gates.json")
+    if not gated.exists():
+        raise RuntimeError(f"{run.directory} has no gate report: run the gates stage first")
+    report = json.loads(gated.read_text())
+    if not report["passed"]:
+        raise RuntimeError(f"{run.directory} failed its gates ({_failed(report)}): not promoted")
+    version = training.registered_version(run)
+    if version is None:
+        raise RuntimeError(f"{run.directory} is not registered: run the register stage first")
+    judged_against = report["champion"]["version"]
+    current = resolve_alias(settings, CHAMPION)
+    if current is None or current[0] != judged_against:
+        raise RuntimeError(
+            f"the champion moved since the gates ran (judged against v{judged_against}, now "
+            f"{'v' + current[0] if current else 'none'}): the verdict no longer applies. "
+            "Gate the registered challenger again with `fraudlab promote`."
+        )
+    old = move_champion(settings, version)
+    return (
+        f"champion moved v{old} → v{version}; v{old} kept as '{PREVIOUS_CHAMPION}' "
+        "(`fraudlab rollback` restores it)."
+    )
 
 
 def rollback(settings: Settings) -> tuple[int, str]:

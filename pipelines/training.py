@@ -1,9 +1,28 @@
 """Training: point-in-time training set → LightGBM → calibration → threshold → ONNX → MLflow.
 
-Owns: the training stages and their wiring (``run``). Stages are small functions with their
-inputs as arguments; ``run`` does the I/O (Feast, MLflow, files).
-Must not: define features (Feast repo), transform them (``features.transforms``), or compute
-metrics differently from ``pipelines.evaluation``.
+Owns: the training stages and the run work directory they share. A training run lives in
+``<home>/training/<UTC stamp>/``; each stage reads what the previous ones wrote there and adds
+its own output, so the stages can run in one process (``run``: ``fraudlab train``, the stack's
+bootstrap) or one per Airflow task (``dags/fraudlab_retrain.py``) with only the path passed on:
+
+1. ``start_run``: the run's parameters, fixed once (clock, training window, feature service,
+   LightGBM parameters): ``run.json``.
+2. ``validate_raw_data``: Great Expectations on the raw feed of the window (``validation.json``).
+3. ``write_training_set``: the point-in-time join through the feature service and its suite
+   (``training_set.parquet``, ``training_set.json``).
+4. ``train``: LightGBM, Platt calibration, cost-optimal threshold (``model.lgb.txt``,
+   ``fit.json``).
+5. ``evaluate``: metrics and slices, ONNX export with its parity check and single-row latency,
+   and the bundle exactly as MLflow stores it (``bundle/``: model.onnx, model_spec.json,
+   feature_order.json, evaluation.json, reference.parquet, model card ...).
+6. ``register``: the MLflow run (params, metrics, lineage tags, the bundle, any gate report)
+   and a registered version under an alias (``registered.json``).
+
+A failed data check stops the run before anything is fitted. Stages take their inputs as
+arguments and the run directory; the pure helpers below them (``fit``, ``split_by_time``, ...)
+do no I/O. Must not: define features (Feast repo), transform them (``features.transforms``),
+compute metrics differently from ``pipelines.evaluation``, or judge a model against the
+champion (``pipelines.gates``).
 
 The split is by time, never random: fraud patterns and merchants drift, and a random split
 would let the model peek at the future. Labels are chargebacks that had arrived by the stack's
@@ -14,19 +33,19 @@ may still be on their way (training on them would teach the model that recent fr
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.transforms import MODEL_FEATURES, build_model_inputs, to_matrix, transform_spec
+from features.transforms import build_model_inputs, model_features, to_matrix, transform_spec
 from fraudlab.settings import REPO_ROOT, Settings
 from pipelines import evaluation, export, validation
 from pipelines.data import (
@@ -66,6 +85,17 @@ LGBM_PARAMS: dict[str, Any] = {
 NUM_BOOST_ROUND = 400
 EARLY_STOPPING_ROUNDS = 40
 
+# files of a run work directory
+RUN_FILE = "run.json"
+VALIDATION_FILE = "validation.json"
+TRAINING_SET_FILE = "training_set.parquet"
+TRAINING_SET_META = "training_set.json"
+FIT_FILE = "fit.json"
+TAGS_FILE = "tags.json"
+REGISTERED_FILE = "registered.json"
+GATE_REPORT_FILES = ("gates.json", "gates.md")
+KEEP_RUNS = 10  # run directories kept under <home>/training (a registered run lives in MLflow)
+
 Progress = Callable[[str], AbstractContextManager[None]]
 
 
@@ -76,7 +106,69 @@ class TrainingSet:
     feature_order: list[str]
 
 
-# --- stages -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainingRun:
+    """The parameters of one training run, fixed when it starts (``run.json``).
+
+    Later stages may run in other processes, hours later, after the simulator moved the clock:
+    they train on the window and with the parameters recorded here, not on today's settings.
+    """
+
+    directory: Path
+    created: str
+    reason: str
+    clock: str
+    train_window: tuple[str, str]
+    feature_service: str
+    lgbm_params: dict[str, Any] = field(default_factory=dict)
+    num_boost_round: int = NUM_BOOST_ROUND
+
+    @property
+    def window(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        return pd.Timestamp(self.train_window[0]), pd.Timestamp(self.train_window[1])
+
+    def path(self, name: str) -> Path:
+        return self.directory / name
+
+    @property
+    def bundle(self) -> Path:
+        return self.directory / BUNDLE_DIR
+
+    def save(self) -> None:
+        data = asdict(self)
+        data["directory"] = str(self.directory)
+        self.path(RUN_FILE).write_text(json.dumps(data, indent=2))
+
+    @classmethod
+    def load(cls, directory: Path | str) -> TrainingRun:
+        directory = Path(directory)
+        try:
+            data = json.loads((directory / RUN_FILE).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{directory} is not a training run (no {RUN_FILE}): start one with "
+                "`fraudlab train` or `make retrain`"
+            ) from None
+        data["directory"] = directory
+        data["train_window"] = tuple(data["train_window"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """What ``train`` produced: the booster, its calibration and decision threshold."""
+
+    booster: Any
+    calibration: export.PlattCalibration
+    threshold: float
+
+
+# --- pure helpers -------------------------------------------------------------------------
+
+
+def lgbm_params(settings: Settings) -> dict[str, Any]:
+    """The LightGBM parameters a run uses: the defaults, overridden by the settings."""
+    return {**LGBM_PARAMS, **settings.train_lgbm_params}
 
 
 def training_window(settings: Settings, clock: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -128,11 +220,14 @@ def fit(
     feature_order: list[str],
     threads: int,
     seed: int,
+    params: dict[str, Any] | None = None,
+    num_boost_round: int = NUM_BOOST_ROUND,
 ):
+    """LightGBM with early stopping on the validation split (``params``: LGBM_PARAMS)."""
     import lightgbm as lgb
 
     params = {
-        **LGBM_PARAMS,
+        **(LGBM_PARAMS if params is None else params),
         "num_threads": threads,
         "seed": seed,
         "metric": "average_precision",
@@ -143,7 +238,7 @@ def fit(
     return lgb.train(
         params,
         train,
-        NUM_BOOST_ROUND,
+        num_boost_round,
         valid_sets=[valid],
         callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
     )
@@ -236,8 +331,13 @@ def evaluation_markdown(
 
 
 def model_card(
-    settings: Settings, spec: dict, metrics: dict[str, dict[str, float]], tags: dict[str, str]
+    settings: Settings,
+    spec: dict,
+    metrics: dict[str, dict[str, float]],
+    tags: dict[str, str],
+    params: dict[str, Any] | None = None,
 ) -> str:
+    params = LGBM_PARAMS if params is None else params
     test = metrics["test"]
     return f"""# Model card: {settings.model_name}
 
@@ -252,7 +352,7 @@ arrived by {spec["clock"]}. Time-based split: train / validation / test by day.
 `{spec["transform_version"]}`; model inputs in this order: {", ".join(spec["feature_order"])}.
 
 **Model.** LightGBM ({spec["num_trees"]} trees, fraud up-weighted ×
-{LGBM_PARAMS["scale_pos_weight"]:.0f}), Platt-calibrated on the validation split, exported to
+{params.get("scale_pos_weight", 1.0):.0f}), Platt-calibrated on the validation split, exported to
 ONNX (parity: {spec["parity"]["share_rows_differing"]:.2%} of test rows differ by more
 than 1e-4, decisions agree on {spec["parity"]["decision_agreement"]:.3%}).
 
@@ -271,7 +371,15 @@ Performance must be re-checked once live labels mature (chargebacks arrive days 
 """
 
 
-# --- wiring -------------------------------------------------------------------------------
+# --- I/O: Feast -----------------------------------------------------------------------------
+
+
+def service_features(settings: Settings, feature_service: str) -> list[str]:
+    """The stored features a feature service serves, in the service's order."""
+    from features.store import open_store
+
+    service = open_store(settings).get_feature_service(feature_service)
+    return [f.name for projection in service.feature_view_projections for f in projection.features]
 
 
 def join_features(
@@ -295,178 +403,373 @@ def join_features(
     return joined
 
 
-def build_training_set(settings: Settings, clock: pd.Timestamp) -> TrainingSet:
-    """Point-in-time correct training set through the feature service."""
-    start, end = training_window(settings, clock)
+def build_training_set(
+    settings: Settings,
+    clock: pd.Timestamp,
+    feature_service: str | None = None,
+    window: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+) -> TrainingSet:
+    """Point-in-time correct training set through the feature service (default: settings')."""
+    feature_service = feature_service or settings.feature_service
+    start, end = window or training_window(settings, clock)
     labels = read_labels(settings, as_of=clock)
     entities = entity_frame(read_raw(settings, "transactions"), labels, start, end)
-    joined = join_features(settings, entities, settings.feature_service)
+    joined = join_features(settings, entities, feature_service)
     joined["split"] = split_by_time(joined)
-    feature_order = list(MODEL_FEATURES)
+    feature_order = model_features(service_features(settings, feature_service))
     return TrainingSet(joined, model_matrix(joined, feature_order), feature_order)
 
 
-def run(settings: Settings, promote: bool = True, progress: Progress | None = None) -> str:
-    """Train, evaluate, export and register one model; returns its registered version."""
-    import mlflow
+# --- stages: each reads and writes the run directory -----------------------------------------
+
+
+def start_run(
+    settings: Settings, reason: str = "manual", clock: pd.Timestamp | None = None
+) -> TrainingRun:
+    """Open ``<home>/training/<UTC stamp>/`` and fix the run's parameters in ``run.json``."""
+    clock = read_clock(settings) if clock is None else clock
+    start, end = training_window(settings, clock)  # fails early when history is too short
+    now = pd.Timestamp.now(tz="UTC")
+    root = settings.training_dir
+    root.mkdir(parents=True, exist_ok=True)
+    directory = root / now.strftime("%Y%m%dT%H%M%S%fZ")
+    directory.mkdir()
+    run = TrainingRun(
+        directory=directory,
+        created=now.isoformat(),
+        reason=reason,
+        clock=clock.isoformat(),
+        train_window=(start.isoformat(), end.isoformat()),
+        feature_service=settings.feature_service,
+        lgbm_params=lgbm_params(settings),
+        num_boost_round=settings.train_num_boost_round,
+    )
+    run.save()
+    _prune_runs(root, keep=KEEP_RUNS, current=directory)
+    return run
+
+
+def _prune_runs(root: Path, keep: int, current: Path) -> None:
+    """Delete all but the newest ``keep`` run directories (registered runs live in MLflow)."""
+    runs = sorted(p for p in root.iterdir() if p.is_dir() and (p / RUN_FILE).exists())
+    for old in runs[:-keep]:
+        if old != current:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def validate_raw_data(settings: Settings, run: TrainingRun) -> validation.ValidationResult:
+    """Great Expectations on the raw feed of the training window; raises when it fails."""
+    start, end = run.window
+    result = validation.validate_raw_window(settings, start, end)
+    _record_validation(run, result)
+    if not result.passed:
+        raise validation.DataValidationError([result])
+    return result
+
+
+def write_training_set(settings: Settings, run: TrainingRun) -> TrainingSet:
+    """Join the training set through the run's feature service, validate it, persist it.
+
+    The set is written even when its suite fails, so a person can open the rows that broke it;
+    nothing after this stage runs then.
+    """
+    ts = build_training_set(settings, pd.Timestamp(run.clock), run.feature_service, run.window)
+    ts.frame.to_parquet(run.path(TRAINING_SET_FILE), index=False)
+    y = ts.frame["label"].to_numpy()
+    meta = {
+        "feature_service": run.feature_service,
+        "feature_order": ts.feature_order,
+        "rows": len(ts.frame),
+        "splits": {
+            name: {"rows": int(mask.sum()), "frauds": int(y[mask].sum())}
+            for name in ("train", "valid", "test")
+            for mask in [(ts.frame["split"] == name).to_numpy()]
+        },
+        "data_hash": frame_hash(ts.frame[[*REQUEST_COLUMNS, "label"]]),
+    }
+    run.path(TRAINING_SET_META).write_text(json.dumps(meta, indent=2))
+    result = validation.validate_training_set(ts.frame, settings.max_amount)
+    _record_validation(run, result)
+    if not result.passed:
+        raise validation.DataValidationError([result])
+    return ts
+
+
+def _record_validation(run: TrainingRun, result: validation.ValidationResult) -> None:
+    path = run.path(VALIDATION_FILE)
+    recorded = json.loads(path.read_text()) if path.exists() else {}
+    recorded[result.dataset] = {**asdict(result), "summary": result.summary()}
+    path.write_text(json.dumps(recorded, indent=2))
+
+
+def read_training_set(run: TrainingRun) -> TrainingSet:
+    """The persisted training set, with the model matrix rebuilt by the shared transform."""
+    meta = json.loads(run.path(TRAINING_SET_META).read_text())
+    frame = pd.read_parquet(run.path(TRAINING_SET_FILE))
+    order = list(meta["feature_order"])
+    return TrainingSet(frame, model_matrix(frame, order), order)
+
+
+def _parts(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {name: (frame["split"] == name).to_numpy() for name in ("train", "valid", "test")}
+
+
+def train(settings: Settings, run: TrainingRun) -> FittedModel:
+    """LightGBM on the train split, Platt calibration and the cost-optimal threshold on valid."""
+    ts = read_training_set(run)
+    y = ts.frame["label"].to_numpy()
+    parts = _parts(ts.frame)
+    booster = fit(
+        ts.x[parts["train"]],
+        y[parts["train"]],
+        ts.x[parts["valid"]],
+        y[parts["valid"]],
+        ts.feature_order,
+        settings.train_threads,
+        settings.seed,
+        params=run.lgbm_params,
+        num_boost_round=run.num_boost_round,
+    )
+    raw_valid = booster.predict(ts.x[parts["valid"]], num_threads=1)
+    calibration = export.fit_platt(raw_valid, y[parts["valid"]])
+    valid_scores = export.native_scores(booster, calibration, ts.x[parts["valid"]])
+    threshold = evaluation.choose_threshold(
+        y[parts["valid"]],
+        valid_scores,
+        ts.frame["amount"].to_numpy()[parts["valid"]],
+        settings.false_decline_cost,
+    )
+    booster.save_model(str(run.path(NATIVE_FILE)))
+    run.path(FIT_FILE).write_text(
+        json.dumps(
+            {
+                "calibration": {"method": "platt", "a": calibration.a, "b": calibration.b},
+                "threshold": threshold,
+                "best_iteration": booster.best_iteration,
+                "num_trees": booster.num_trees(),
+                "false_decline_cost": settings.false_decline_cost,
+            },
+            indent=2,
+        )
+    )
+    return FittedModel(booster, calibration, threshold)
+
+
+def read_fitted(run: TrainingRun) -> tuple[FittedModel, dict[str, Any]]:
+    import lightgbm as lgb
+
+    fitted = json.loads(run.path(FIT_FILE).read_text())
+    booster = lgb.Booster(model_file=str(run.path(NATIVE_FILE)))
+    cal = fitted["calibration"]
+    return (
+        FittedModel(
+            booster, export.PlattCalibration(float(cal["a"]), float(cal["b"])), fitted["threshold"]
+        ),
+        fitted,
+    )
+
+
+def evaluate(settings: Settings, run: TrainingRun) -> dict[str, Any]:
+    """Metrics, slices, ONNX export and parity, latency; writes the bundle. Returns evaluation.
+
+    Raises when the ONNX graph does not match LightGBM: such a model must not be registered.
+    """
     import onnx
 
-    progress = progress or (lambda _title: nullcontext())
-    clock = read_clock(settings)
-    with progress("building the point-in-time training set through Feast"):
-        ts = build_training_set(settings, clock)
-    with progress("validating data with Great Expectations"):
-        # before fitting: a model trained on broken data must never reach the registry
-        start, end = training_window(settings, clock)
-        checked = validation.check_before_training(settings, ts.frame, start, end)
+    ts = read_training_set(run)
+    model, fitted = read_fitted(run)
     frame, x, order = ts.frame, ts.x, ts.feature_order
     y = frame["label"].to_numpy()
-    parts = {name: (frame["split"] == name).to_numpy() for name in ("train", "valid", "test")}
-
-    with progress(
-        f"training LightGBM on {parts['train'].sum():,} transactions "
-        f"({int(y[parts['train']].sum())} frauds)"
-    ):
-        booster = fit(
-            x[parts["train"]],
-            y[parts["train"]],
-            x[parts["valid"]],
-            y[parts["valid"]],
-            order,
-            settings.train_threads,
-            settings.seed,
+    amount = frame["amount"].to_numpy()
+    parts = _parts(frame)
+    test = parts["test"]
+    scores = export.native_scores(model.booster, model.calibration, x)
+    metrics = {
+        name: evaluation.classification_metrics(
+            y[mask], scores[mask], amount[mask], model.threshold, settings.false_decline_cost
         )
+        for name, mask in parts.items()
+    }
+    slices = evaluation.slice_metrics(
+        slice_frame(frame[test], x[test], order, scores[test]),
+        SLICES,
+        model.threshold,
+        settings.false_decline_cost,
+    )
 
-    with progress("calibrating, choosing the cost-optimal threshold, evaluating"):
-        raw_valid = booster.predict(x[parts["valid"]], num_threads=1)
-        calibration = export.fit_platt(raw_valid, y[parts["valid"]])
-        scores = export.native_scores(booster, calibration, x)
-        amount = frame["amount"].to_numpy()
-        threshold = evaluation.choose_threshold(
-            y[parts["valid"]],
-            scores[parts["valid"]],
-            amount[parts["valid"]],
-            settings.false_decline_cost,
-        )
-        metrics = {
-            name: evaluation.classification_metrics(
-                y[mask], scores[mask], amount[mask], threshold, settings.false_decline_cost
-            )
-            for name, mask in parts.items()
-        }
-        test = parts["test"]
-        slices = evaluation.slice_metrics(
-            slice_frame(frame[test], x[test], order, scores[test]),
-            SLICES,
-            threshold,
-            settings.false_decline_cost,
-        )
+    onnx_model = export.to_onnx(model.booster, model.calibration, len(order))
+    session = export.onnx_session(onnx_model.SerializeToString(), threads=1)
+    parity = export.parity(model.booster, model.calibration, session, x[test], model.threshold)
+    if not export.parity_ok(parity):
+        raise RuntimeError(f"ONNX export does not match LightGBM: {parity}")
+    latency = single_row_latency_us(session, x[test])
 
-    with progress("exporting to ONNX and checking parity with LightGBM"):
-        onnx_model = export.to_onnx(booster, calibration, len(order))
-        session = export.onnx_session(onnx_model.SerializeToString(), threads=1)
-        parity = export.parity(booster, calibration, session, x[test], threshold)
-        if not export.parity_ok(parity):
-            raise RuntimeError(f"ONNX export does not match LightGBM: {parity}")
-        latency = single_row_latency_us(session, x[test])
-
+    meta = json.loads(run.path(TRAINING_SET_META).read_text())
+    validated = json.loads(run.path(VALIDATION_FILE).read_text())
     tags = {
         "git_commit": git_commit(),
-        "data_hash": frame_hash(frame[[*REQUEST_COLUMNS, "label"]]),
-        "feature_service": settings.feature_service,
+        "data_hash": meta["data_hash"],
+        "feature_service": run.feature_service,
         "transform_version": transform_spec()["version"],
-        "data_validation": "; ".join(r.summary() for r in checked),
+        "data_validation": "; ".join(v["summary"] for v in validated.values()),
+        "training_run": run.directory.name,
+        "retrain_reason": run.reason,
     }
+    start, end = run.window
     spec = {
         "model_name": settings.model_name,
-        "feature_service": settings.feature_service,
+        "feature_service": run.feature_service,
         "feature_order": order,
         "transform_version": tags["transform_version"],
-        "threshold": threshold,
+        "threshold": model.threshold,
         "onnx_input": export.ONNX_INPUT,
         "onnx_output": export.ONNX_OUTPUT,
-        "calibration": {"method": "platt", "a": calibration.a, "b": calibration.b},
+        "calibration": fitted["calibration"],
         "train_window": [start.isoformat(), end.isoformat()],
-        "clock": clock.isoformat(),
-        "num_trees": booster.num_trees(),
+        "clock": run.clock,
+        "num_trees": model.booster.num_trees(),
         "parity": parity,
         "false_decline_cost": settings.false_decline_cost,
     }
+    report = {"metrics": metrics, "slices": slices, "parity": parity, "latency": latency}
 
-    with progress("logging the run to MLflow and registering the model"):
-        mlflow.set_tracking_uri(settings.tracking_uri)
-        mlflow.set_experiment(settings.experiment)
-        with mlflow.start_run(run_name=f"train-{clock:%Y%m%d-%H%M}") as active:
-            mlflow.set_tags(tags)
-            mlflow.log_params(
-                {
-                    **{k: v for k, v in LGBM_PARAMS.items() if k != "verbose"},
-                    "num_boost_round": NUM_BOOST_ROUND,
-                    "best_iteration": booster.best_iteration,
-                    "threshold": threshold,
-                    "false_decline_cost": settings.false_decline_cost,
-                    "train_start": start.isoformat(),
-                    "train_end": end.isoformat(),
-                    "n_train": int(parts["train"].sum()),
-                }
-            )
-            mlflow.log_metrics(
-                {
-                    f"{split}_{k}": v
-                    for split, m in metrics.items()
-                    for k, v in m.items()
-                    if np.isfinite(v)
-                }
-            )
-            mlflow.log_metrics({**{f"parity_{k}": v for k, v in parity.items()}, **latency})
-            with tempfile.TemporaryDirectory() as tmp:
-                bundle = Path(tmp)
-                onnx.save(onnx_model, bundle / ONNX_FILE)
-                # the native model too: parity can be re-checked later (promotion gate, tests)
-                booster.save_model(str(bundle / NATIVE_FILE))
-                (bundle / SPEC_FILE).write_text(json.dumps(spec, indent=2))
-                (bundle / "feature_order.json").write_text(json.dumps(order, indent=2))
-                (bundle / "transform_spec.json").write_text(json.dumps(transform_spec(), indent=2))
-                (bundle / "evaluation.json").write_text(
-                    json.dumps(
-                        {
-                            "metrics": metrics,
-                            "slices": slices,
-                            "parity": parity,
-                            "latency": latency,
-                        },
-                        indent=2,
-                    )
-                )
-                (bundle / "evaluation.md").write_text(evaluation_markdown(metrics, slices))
-                (bundle / "model_card.md").write_text(model_card(settings, spec, metrics, tags))
-                reference = pd.DataFrame(x[parts["train"]], columns=order)
-                reference["score"] = scores[parts["train"]]
-                reference.sample(
-                    min(len(reference), 20_000), random_state=settings.seed
-                ).to_parquet(bundle / "reference.parquet", index=False)
-                mlflow.log_artifacts(str(bundle), artifact_path=BUNDLE_DIR)
-            info = mlflow.onnx.log_model(
-                onnx_model,
-                name="model",
-                registered_model_name=settings.model_name,
-                pip_requirements=["onnxruntime"],
-                onnx_execution_providers=["CPUExecutionProvider"],
-            )
-            run_id = active.info.run_id
-        version = str(info.registered_model_version)
-        client = mlflow.MlflowClient(settings.tracking_uri)
-        for key, value in {**tags, "threshold": f"{threshold:.6f}", "run_id": run_id}.items():
-            client.set_model_version_tag(settings.model_name, version, key, value)
-        client.set_registered_model_alias(
-            settings.model_name, CHAMPION if promote else CHALLENGER, version
+    bundle = run.bundle
+    shutil.rmtree(bundle, ignore_errors=True)  # a retried stage starts from a clean bundle
+    bundle.mkdir()
+    onnx.save(onnx_model, bundle / ONNX_FILE)
+    # the native model too: parity can be re-checked later (promotion gate, tests)
+    shutil.copyfile(run.path(NATIVE_FILE), bundle / NATIVE_FILE)
+    (bundle / SPEC_FILE).write_text(json.dumps(spec, indent=2))
+    (bundle / "feature_order.json").write_text(json.dumps(order, indent=2))
+    (bundle / "transform_spec.json").write_text(json.dumps(transform_spec(), indent=2))
+    (bundle / "evaluation.json").write_text(json.dumps(report, indent=2))
+    (bundle / "evaluation.md").write_text(evaluation_markdown(metrics, slices))
+    (bundle / "model_card.md").write_text(
+        model_card(settings, spec, metrics, tags, run.lgbm_params)
+    )
+    reference = pd.DataFrame(x[parts["train"]], columns=order)
+    reference["score"] = scores[parts["train"]]
+    reference.sample(min(len(reference), 20_000), random_state=settings.seed).to_parquet(
+        bundle / "reference.parquet", index=False
+    )
+    run.path(TAGS_FILE).write_text(json.dumps(tags, indent=2))
+    return report
+
+
+def register(settings: Settings, run: TrainingRun, alias: str = CHALLENGER) -> str:
+    """Log the run to MLflow, register its ONNX model and point ``alias`` at the new version."""
+    import mlflow
+    import onnx
+
+    from pipelines.registry import client
+
+    if not (run.bundle / SPEC_FILE).exists():
+        raise FileNotFoundError(f"{run.bundle} has no model bundle: run the evaluate stage first")
+    spec = json.loads((run.bundle / SPEC_FILE).read_text())
+    report = json.loads((run.bundle / "evaluation.json").read_text())
+    tags = json.loads(run.path(TAGS_FILE).read_text())
+    fitted = json.loads(run.path(FIT_FILE).read_text())
+    meta = json.loads(run.path(TRAINING_SET_META).read_text())
+    clock = pd.Timestamp(run.clock)
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_experiment(settings.experiment)
+    with mlflow.start_run(run_name=f"train-{clock:%Y%m%d-%H%M}") as active:
+        mlflow.set_tags(tags)
+        mlflow.log_params(
+            {
+                **{k: v for k, v in run.lgbm_params.items() if k != "verbose"},
+                "num_boost_round": run.num_boost_round,
+                "best_iteration": fitted["best_iteration"],
+                "threshold": spec["threshold"],
+                "false_decline_cost": spec["false_decline_cost"],
+                "train_start": spec["train_window"][0],
+                "train_end": spec["train_window"][1],
+                "n_train": meta["splits"]["train"]["rows"],
+            }
         )
+        mlflow.log_metrics(
+            {
+                f"{split}_{k}": v
+                for split, m in report["metrics"].items()
+                for k, v in m.items()
+                if v is not None and np.isfinite(v)
+            }
+        )
+        mlflow.log_metrics(
+            {**{f"parity_{k}": v for k, v in report["parity"].items()}, **report["latency"]}
+        )
+        mlflow.log_artifacts(str(run.bundle), artifact_path=BUNDLE_DIR)
+        for name in GATE_REPORT_FILES:  # the verdict that let this run through, when gated
+            if run.path(name).exists():
+                mlflow.log_artifact(str(run.path(name)), artifact_path="gates")
+        info = mlflow.onnx.log_model(
+            onnx.load(str(run.bundle / ONNX_FILE)),
+            name="model",
+            registered_model_name=settings.model_name,
+            pip_requirements=["onnxruntime"],
+            onnx_execution_providers=["CPUExecutionProvider"],
+        )
+        run_id = active.info.run_id
+    version = str(info.registered_model_version)
+    registry = client(settings)
+    for key, value in {**tags, "threshold": f"{spec['threshold']:.6f}", "run_id": run_id}.items():
+        registry.set_model_version_tag(settings.model_name, version, key, value)
+    registry.set_registered_model_alias(settings.model_name, alias, version)
+    run.path(REGISTERED_FILE).write_text(
+        json.dumps({"version": version, "run_id": run_id, "alias": alias}, indent=2)
+    )
+    return version
 
-    m = metrics["test"]
+
+def registered_version(run: TrainingRun) -> str | None:
+    path = run.path(REGISTERED_FILE)
+    return json.loads(path.read_text())["version"] if path.exists() else None
+
+
+# --- wiring ---------------------------------------------------------------------------------
+
+
+def run(
+    settings: Settings,
+    promote: bool = True,
+    progress: Progress | None = None,
+    reason: str = "manual",
+) -> str:
+    """Every stage in sequence; returns the registered version.
+
+    With ``promote`` the version becomes the champion at once (bootstrap: there is nothing to
+    gate against); without, it is registered as the challenger for ``fraudlab promote``.
+    """
+    progress = progress or (lambda _title: nullcontext())
+    current = start_run(settings, reason=reason)
+    start, end = current.window
+    with progress(
+        f"validating the raw feed {start:%Y-%m-%d} → {end:%Y-%m-%d} with Great Expectations"
+    ):
+        validate_raw_data(settings, current)
+    with progress(
+        f"building the point-in-time training set through Feast ({current.feature_service})"
+    ):
+        ts = write_training_set(settings, current)
+    train_rows = ts.frame["split"] == "train"
+    with progress(
+        f"training LightGBM on {int(train_rows.sum()):,} transactions "
+        f"({int(ts.frame['label'][train_rows].sum())} frauds), calibrating, choosing the threshold"
+    ):
+        train(settings, current)
+    with progress("evaluating, exporting to ONNX and checking parity with LightGBM"):
+        report = evaluate(settings, current)
+    alias = CHAMPION if promote else CHALLENGER
+    with progress("logging the run to MLflow and registering the model"):
+        version = register(settings, current, alias)
+
+    m, latency = report["metrics"]["test"], report["latency"]
+    threshold = json.loads(current.path(FIT_FILE).read_text())["threshold"]
     print(
         f"model {settings.model_name} v{version}: test PR-AUC {m['pr_auc']:.3f}, "
         f"recall@1%FPR {m['recall_at_1pct_fpr']:.3f}, threshold {threshold:.4f}, "
         f"cost/1k {m['expected_cost_per_1k']:.1f}, ONNX p99 {latency['onnx_p99_us']:.0f} µs"
-        f" → alias '{CHAMPION if promote else CHALLENGER}'"
+        f" → alias '{alias}' (run directory {current.directory})"
     )
     return version

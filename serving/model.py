@@ -18,15 +18,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from features.transforms import (
     REQUEST_FIELDS,
-    STORED_FEATURES,
     TRANSFORM_VERSION,
     build_model_inputs,
+    stored_inputs,
     to_matrix,
 )
 from fraudlab.settings import Settings
@@ -70,6 +71,11 @@ class ServedModel:
     @property
     def feature_service(self) -> str:
         return self.bundle.feature_service
+
+    @cached_property
+    def stored_features(self) -> tuple[str, ...]:
+        """The stored features this model's inputs are built from (its feature service's)."""
+        return stored_inputs(self.feature_order)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Calibrated fraud probabilities for the rows of ``x`` (float32, model feature order)."""
@@ -122,7 +128,7 @@ def prepare(bundle: ModelBundle, settings: Settings) -> ServedModel:
 def dry_run(served: ServedModel) -> None:
     """Score one synthetic row end to end: catches feature-order and shape mistakes before
     the model serves, and pays onnxruntime's first-run cost outside any request."""
-    row: dict[str, list[object]] = {name: [None] for name in STORED_FEATURES}
+    row: dict[str, list[object]] = {name: [None] for name in served.stored_features}
     row.update(
         {"amount": [10.0], "channel": ["web"], "ip_region": ["EU"], "event_ts": [time.time()]}
     )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from features.transforms import STORED_FEATURES, build_model_inputs, to_matrix
+from features.transforms import build_model_inputs, to_matrix
 from fraudlab.settings import Settings
 from serving.metrics import serving_metrics
 from serving.model import Champion, ServedModel, load_champion
@@ -134,7 +134,7 @@ class Scorer:
         }
         columns: dict[str, list[Any]] = {name: [value] for name, value in request.items()}
         # Fallback: every stored feature is absent, so the transform applies its defaults.
-        served = {name: (stored or {}).get(name) for name in STORED_FEATURES}
+        served = {name: (stored or {}).get(name) for name in model.stored_features}
         if stored is not None:
             # a transaction of this user scored moments ago may not have reached the store yet
             served = self.sink.fresh_velocity(txn.user_id, served)
