@@ -94,7 +94,7 @@ bench:
 # MONITORING                                                                    #
 #################################################################################
 
-## Judge the prediction log: PSI drift and training-serving skew (M=all|drift|skew)
+## Run the monitors: drift, skew, performance, freshness, latency (M=all or one of them)
 .PHONY: monitor
 monitor:
 	$(FRAUDLAB) monitor $(if $(M),$(M))
@@ -115,7 +115,7 @@ materialize:
 retrain:
 	$(FRAUDLAB) retrain
 
-## DAG fraudlab_monitor: drift + skew; a drift alert triggers fraudlab_retrain
+## DAG fraudlab_monitor: every monitor; a drift alert triggers fraudlab_retrain
 .PHONY: monitor-dag
 monitor-dag:
 	$(FRAUDLAB) monitor-dag

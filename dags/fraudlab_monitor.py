@@ -7,8 +7,16 @@ Judge the prediction log, and ask for a retrain when the inputs drifted.
    vs the champion's training sample; status ok / warn / alert / insufficient_data.
 3. `skew` (`monitoring.skew.run_skew`): served features vs Feast point-in-time, champion
    re-score. Reported, not acted on: skew is a bug to fix, not a reason to retrain.
-4. `decide`: drift status "alert" → `trigger_retrain` (runs `fraudlab_retrain`), else
-   `no_retrain`.
+4. `performance` (`monitoring.performance.run_performance`): decisions joined to the
+   chargebacks arrived by the clock; recall and PR-AUC on the part whose labels are complete
+   enough, against the champion's test metrics, with how much of the window has matured.
+5. `freshness` (`monitoring.freshness.run_freshness`): age of each feature view's online values
+   at the clock against its `freshness_sla` tag and TTL; serving's velocity pushes read back.
+6. `latency` (`monitoring.latency.run_latency`): serving p50/p95/p99 over the last minutes
+   (prediction log and /metrics) against the latency budget, and the fallback rate.
+7. `decide`: drift status "alert" → `trigger_retrain` (runs `fraudlab_retrain`), else
+   `no_retrain`. Performance, freshness and latency are reported, not acted on: a retrain does
+   not fix stale features or a slow server, and a recall drop is for a person to diagnose.
 
 A finding is the monitor working; a task fails only when a monitor could not run (no champion,
 MLflow down). Run it with `make monitor-dag` (an isolated `airflow dags test`).
@@ -79,6 +87,45 @@ def fraudlab_monitor() -> None:
         )
         return result.status
 
+    @task
+    def performance(run_dir: str) -> str:
+        """Live performance once chargebacks arrive; returns the status."""
+        from pathlib import Path
+
+        from fraudlab.settings import get_settings
+        from monitoring.performance import run_performance
+
+        result = run_performance(get_settings(), Path(run_dir))
+        print(f"performance {result.status}: {result.reason}")
+        return result.status
+
+    @task
+    def freshness(run_dir: str) -> str:
+        """Online feature freshness per feature view at the stack's clock; returns the status."""
+        from pathlib import Path
+
+        from fraudlab.settings import get_settings
+        from monitoring.freshness import run_freshness
+
+        result = run_freshness(get_settings(), Path(run_dir))
+        print(
+            f"freshness {result.status} at {result.clock}: "
+            + "; ".join(f"{v.view} {v.status}: {v.detail}" for v in result.views)
+        )
+        return result.status
+
+    @task
+    def latency(run_dir: str) -> str:
+        """Serving latency over the last minutes against the budget; returns the status."""
+        from pathlib import Path
+
+        from fraudlab.settings import get_settings
+        from monitoring.latency import run_latency
+
+        result = run_latency(get_settings(), Path(run_dir))
+        print(f"latency {result.status}: {result.reason}")
+        return result.status
+
     @task.branch
     def decide(drift_status: str) -> str:
         """Retrain only on a drift alert; warn and insufficient data are for people to read."""
@@ -90,6 +137,9 @@ def fraudlab_monitor() -> None:
     run_dir = open_run()
     drift_status = drift(run_dir)
     skew(run_dir)
+    performance(run_dir)
+    freshness(run_dir)
+    latency(run_dir)
     decide(drift_status) >> [
         TriggerDagRunOperator(
             task_id="trigger_retrain",

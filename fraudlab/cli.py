@@ -156,10 +156,14 @@ def bench(
 @app.command()
 def monitor(
     check: Annotated[
-        str, typer.Argument(help="Which monitor: all, drift (PSI) or skew (served vs offline).")
+        str,
+        typer.Argument(
+            help="Which monitor: all, drift (PSI), skew (served vs offline), performance"
+            " (matured chargebacks), freshness (online features) or latency (p99 vs budget)."
+        ),
     ] = "all",
 ) -> None:
-    """Judge the prediction log: PSI drift vs the champion's training sample, and skew.
+    """Judge the stack: PSI drift, skew, live performance, feature freshness, latency SLO.
 
     Findings (warn, alert) are printed, not raised: the exit code is 1 only when a monitor
     could not run. Reports land in <home>/monitoring/<UTC timestamp>/.
@@ -169,7 +173,8 @@ def monitor(
     try:
         which = Monitor(check)
     except ValueError:
-        raise typer.BadParameter(f"'{check}': choose all, drift or skew") from None
+        choices = ", ".join(m.value for m in Monitor)
+        raise typer.BadParameter(f"'{check}': choose one of {choices}") from None
     raise typer.Exit(run_monitors(get_settings(), which))
 
 
@@ -220,7 +225,7 @@ def retrain() -> None:
 
 @app.command(name="monitor-dag")
 def monitor_dag() -> None:
-    """Run the DAG fraudlab_monitor once: drift and skew; a drift alert triggers a retrain."""
+    """Run the DAG fraudlab_monitor once: every monitor; a drift alert triggers a retrain."""
     _run_dag("fraudlab_monitor")
 
 

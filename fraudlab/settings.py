@@ -130,6 +130,65 @@ class Settings(BaseSettings):
     skew_sample: int = Field(
         default=500, description="Most recent predictions the skew monitor recomputes offline."
     )
+    perf_window_days: float = Field(
+        default=30.0,
+        description="Event-time days of logged decisions the performance monitor joins to labels.",
+    )
+    perf_min_completeness: float = Field(
+        default=0.6,
+        description="Expected label completeness (share of eventual chargebacks arrived at a"
+        " transaction's age) from which performance is judged.",
+    )
+    perf_min_positives: int = Field(
+        default=20,
+        description="Fewer known frauds than this in the judged part: no performance verdict.",
+    )
+    perf_label_horizon_days: float = Field(
+        default=45.0,
+        description="Longest chargeback delay counted when estimating label completeness.",
+    )
+    perf_recall_warn_drop: float = Field(
+        default=0.10, description="Live recall this far below the champion's test recall warns."
+    )
+    perf_recall_alert_drop: float = Field(
+        default=0.20, description="Live recall this far below the champion's test recall alerts."
+    )
+    perf_pr_auc_warn_drop: float = Field(
+        default=0.10, description="Live PR-AUC this far below the champion's test PR-AUC warns."
+    )
+    perf_pr_auc_alert_drop: float = Field(
+        default=0.20, description="Live PR-AUC this far below the champion's test PR-AUC alerts."
+    )
+    freshness_alert_after_hours: float = Field(
+        default=12.0,
+        description="Simulated hours past its freshness SLA (tag freshness_sla) before a feature"
+        " view's warning becomes an alert.",
+    )
+    freshness_push_sample: int = Field(
+        default=200,
+        description="Recent scored requests whose velocity push the freshness monitor reads back.",
+    )
+    freshness_push_alert_share: float = Field(
+        default=0.5,
+        description="Share of recently scored users whose pushed velocity is missing online from"
+        " which the push view alerts (any: warn).",
+    )
+    latency_window_minutes: float = Field(
+        default=15.0,
+        description="Wall-clock minutes of logged requests the latency monitor judges.",
+    )
+    latency_min_records: int = Field(
+        default=100, description="Fewer requests than this in the latency window: no p99 verdict."
+    )
+    latency_warn_ratio: float = Field(
+        default=0.8,
+        description="p99 above this share of the latency budget warns (above it: alert).",
+    )
+    fallback_rate_warn: float = Field(
+        default=0.01,
+        description="Share of feature-store fallbacks in the latency window that warns.",
+    )
+
 
     # --- promotion gates ---------------------------------------------------------------------
     gate_holdout_days: int = Field(

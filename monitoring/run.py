@@ -2,7 +2,8 @@
 
 Owns: wiring the monitors together (one ``<home>/monitoring/<UTC timestamp>/`` folder per run)
 and their terminal summary. Must not: judge anything itself (``monitoring.drift``,
-``monitoring.skew`` do).
+``monitoring.skew``, ``monitoring.performance``, ``monitoring.freshness``,
+``monitoring.latency`` do).
 
 A finding (warn, alert) is the monitor working, not a failure: the exit code is non-zero only
 when a monitor could not run at all.
@@ -19,6 +20,9 @@ from rich.table import Table
 from fraudlab.settings import Settings
 from monitoring import sources
 from monitoring.drift import DriftResult, run_drift
+from monitoring.freshness import FreshnessResult, duration, run_freshness
+from monitoring.latency import LatencyResult, Percentiles, run_latency
+from monitoring.performance import PerformanceResult, run_performance
 from monitoring.skew import SkewResult, run_skew
 
 log = logging.getLogger("fraudlab.monitoring")
@@ -30,6 +34,9 @@ class Monitor(StrEnum):
     all = "all"
     drift = "drift"
     skew = "skew"
+    performance = "performance"
+    freshness = "freshness"
+    latency = "latency"
 
 
 def _status(status: str) -> str:
@@ -95,6 +102,95 @@ def print_skew(console: Console, result: SkewResult) -> None:
     console.print(table)
 
 
+def _num(value: float | None, pattern: str = "{:.3f}") -> str:
+    return "–" if value is None else pattern.format(value)
+
+
+def print_performance(console: Console, result: PerformanceResult) -> None:
+    console.print(
+        f"Live performance {_status(result.status)}: {result.n_records} scored transactions,"
+        f" clock {result.clock[:16]}, champion v{result.model_version} ({result.seconds}s)\n"
+        f"  {result.reason}\n"
+        f"  labels: {result.n_matured} of {result.n_labelable} matured"
+        f" ({result.matured_share:.0%}, ≥{result.label_maturity_days:g} days);"
+        f" expected completeness of the window {_num(result.window_completeness, '{:.0%}')};"
+        f" {result.n_unlabelable} with unknown transaction ids cannot be labelled"
+    )
+    table = Table(title="by label age", title_justify="left")
+    for column in ("age", "n", "chargebacks", "expected completeness", "judged", "recall"):
+        table.add_column(column, justify="left" if column == "age" else "right")
+    table.add_column("precision", justify="right")
+    table.add_column("PR-AUC", justify="right")
+    for b in result.label_age:
+        if not b.n:
+            continue
+        table.add_row(
+            b.bucket,
+            str(b.n),
+            str(b.positives),
+            _num(b.expected_completeness, "{:.0%}"),
+            str(b.judged),
+            _num(b.metrics.get("recall")),
+            _num(b.metrics.get("precision")),
+            _num(b.metrics.get("pr_auc")),
+        )
+    if result.n_labelable:
+        console.print(table)
+
+
+def print_freshness(console: Console, result: FreshnessResult) -> None:
+    table = Table(
+        title=f"Feature freshness {_status(result.status)} at clock {result.clock[:16]}"
+        f" ({result.seconds}s)",
+        title_justify="left",
+    )
+    for column in ("view", "kind", "age / lag", "SLA", "status", "detail"):
+        table.add_column(column)
+    for v in result.views:
+        detail = "" if v.status == "ok" else v.detail  # ok needs no explaining here
+        table.add_row(
+            v.view, v.kind, duration(v.age_s), duration(v.sla_s), _status(v.status), detail
+        )
+    console.print(table)
+
+
+def print_latency(console: Console, result: LatencyResult) -> None:
+    table = Table(
+        title=f"Latency SLO {_status(result.status)}: p99 budget {result.budget_ms:g} ms, last"
+        f" {result.window_minutes:g} min ({result.seconds}s)",
+        title_justify="left",
+    )
+    for column in ("source", "n", "p50 ms", "p95 ms", "p99 ms", "status"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+
+    def row(name: str, p: Percentiles, status: str = "") -> None:
+        table.add_row(
+            name,
+            str(p.n),
+            _num(p.p50_ms, "{:.2f}"),
+            _num(p.p95_ms, "{:.2f}"),
+            _num(p.p99_ms, "{:.2f}"),
+            _status(status) if status else "",
+        )
+
+    if result.log is not None:
+        row("log: all (scorer time)", result.log.all, result.log.status)
+        row("log: production", result.log.production)
+        row("log: synthetic", result.log.synthetic)
+    if result.metrics is not None:
+        m = result.metrics
+        basis = f"since {m.since[11:19]} UTC" if m.basis == "since_scrape" else "since start"
+        row(f"/metrics /score ({basis})", m.request, m.status)
+        row("/metrics feature lookup", m.feature_lookup)
+        row("/metrics inference", m.inference)
+    console.print(table)
+    fallback = result.log.fallback_rate if result.log is not None else None
+    console.print(
+        f"  fallback rate {_num(fallback, '{:.2%}')} in the log window"
+        + (f"; /metrics unavailable: {result.metrics_error}" if result.metrics_error else "")
+    )
+
+
 def run_monitors(
     settings: Settings, which: Monitor = Monitor.all, console: Console | None = None
 ) -> int:
@@ -114,6 +210,19 @@ def run_monitors(
         except Exception as exc:  # noqa: BLE001
             failed = True
             console.print(f"[bold red]skew monitor failed[/]: {type(exc).__name__}: {exc}")
+    for monitor, run, show in (
+        (Monitor.performance, run_performance, print_performance),
+        (Monitor.freshness, run_freshness, print_freshness),
+        (Monitor.latency, run_latency, print_latency),
+    ):
+        if which in (Monitor.all, monitor):
+            try:
+                show(console, run(settings, run_dir))  # type: ignore[operator]
+            except Exception as exc:  # noqa: BLE001
+                failed = True
+                console.print(
+                    f"[bold red]{monitor.value} monitor failed[/]: {type(exc).__name__}: {exc}"
+                )
     console.print(f"reports: {run_dir}")
     if (sources.workspace_dir(settings)).exists():
         console.print(

@@ -114,6 +114,40 @@ def span_hours(records: list[dict[str, Any]]) -> float:
     return (float(records[-1]["event_ts"]) - float(records[0]["event_ts"])) / 3600.0
 
 
+LOGGED_ORDER_SLACK_S = 5.0
+
+
+def read_log(
+    log_dir: Path,
+    *,
+    logged_since: datetime | None = None,
+    include_fallback: bool = False,
+    include_synthetic: bool = False,
+) -> list[dict[str, Any]]:
+    """Records logged (wall clock, ``logged_at``) at or after ``logged_since``, oldest first;
+    the whole log when it is None.
+
+    For monitors that need every record of a period rather than the newest N: label-based
+    performance (the whole log), latency (the last minutes, synthetic load included). Records
+    reach the log in the order they were scored, give or take the moment between stamping and
+    queueing, so reading stops at the first record older than ``logged_since`` by more than
+    ``LOGGED_ORDER_SLACK_S``.
+    """
+    records: list[dict[str, Any]] = []
+    stop = None if logged_since is None else logged_since.timestamp() - LOGGED_ORDER_SLACK_S
+    for record in _newest_first(
+        log_dir, include_fallback=include_fallback, include_synthetic=include_synthetic
+    ):
+        if logged_since is not None:
+            logged = datetime.fromisoformat(record["logged_at"]).timestamp()
+            if logged < stop:
+                break
+            if logged < logged_since.timestamp():
+                continue
+        records.append(record)
+    return records[::-1]
+
+
 def load_champion(settings: Settings) -> registry.ModelBundle:
     """The champion bundle from MLflow; when MLflow is unreachable, the one serving last loaded.
 
