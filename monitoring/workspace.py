@@ -1,0 +1,342 @@
+"""The Evidently workspace: every monitor's runs over time, and the dashboard that charts them.
+
+Owns: the local workspace (``<home>/monitoring/workspace``, served by ``evidently ui``), its one
+project ("fraudlab"), how a monitor's snapshot is stored there (tagged with the monitor's name,
+with the count of its checks per verdict added), and the project's dashboard: one tab per
+monitor, panels kept as code (created once, reset to their definition when it changes, never
+duplicated by another run).
+Must not: judge anything (the monitors do) or decide what a monitor reports.
+
+Adding your monitor's runs (performance, freshness, latency, ...)
+-------------------------------------------------------------------
+Build an Evidently ``Snapshot`` the way your monitor judges (``Report([...]).run(...)``), then::
+
+    from monitoring import workspace
+
+    run_id = workspace.add_snapshot(
+        settings,
+        snapshot,
+        monitor="freshness",                        # tag, dashboard tab, panel prefix
+        name=f"freshness {run_dir.name}",           # how the run is listed in the UI
+        checks={"user_stats": "ok", "user_velocity": "alert"},  # your verdict per check
+        check_noun="feature views",                 # what one check is, for panel titles
+        metadata={"model_version": bundle.version},
+        panels=[
+            workspace.line_panel(
+                "Feature age (hours)",
+                [workspace.series("MaxValue", legend="{{column}}", column="age_hours")],
+            ),
+        ],
+    )
+
+``checks`` (optional) gives your tab a "latest run" counter and a per-run bar chart of how many
+checks were ok / warn / alert, computed by Evidently from your verdicts and stored in the same
+snapshot. ``panels`` are your own charts: each series names an Evidently metric type (the class
+name, e.g. ``ValueDrift``) and the metric's parameters to match (``column="amount_log"``);
+``legend`` may use ``{{parameter}}``. A series without ``tags`` only matches your monitor's
+snapshots. Panels are matched by title within your tab: pass the same list on every run;
+change one by changing its definition; a title no longer passed stays on the dashboard (delete
+it in the UI). The UI picks up new runs and dashboard changes without a restart.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fraudlab.settings import Settings
+from monitoring import sources
+
+if TYPE_CHECKING:
+    from evidently.core.report import Snapshot
+    from evidently.core.serialization import SnapshotModel
+    from evidently.sdk.models import DashboardPanelPlot, PanelMetric
+    from evidently.ui.service.type_aliases import ProjectID
+    from evidently.ui.storage.local.base import LocalState
+
+PROJECT = "fraudlab"
+PROJECT_DESCRIPTION = (
+    "fraudlab monitoring: one snapshot per monitor run (tagged with the monitor), one dashboard "
+    "tab per monitor"
+)
+VERDICTS = ("alert", "warn", "ok")
+STATUS_COLUMN = "status"
+LOCK_FILE = "workspace.lock"
+
+
+@contextmanager
+def _quiet_import() -> Iterator[None]:
+    """Evidently's import warns about numpy and litestar internals no fraudlab user can fix."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+@contextmanager
+def _locked(settings: Settings) -> Iterator[None]:
+    """One writer at a time: the monitor DAG runs drift and skew in parallel, and two first runs
+    would otherwise each create a "fraudlab" project, or overwrite each other's dashboard.
+
+    The lock file sits next to the workspace, not in it: the UI watches the workspace folder.
+    """
+    path = settings.monitoring_dir / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --- panels ------------------------------------------------------------------------------------
+
+
+def series(
+    metric: str, legend: str | None = None, tags: Sequence[str] = (), **labels: object
+) -> PanelMetric:
+    """One plotted value: Evidently metric type ``metric`` whose parameters include ``labels``.
+
+    Label values are matched as Evidently stores them, as strings (``categories="['alert']"``).
+    """
+    with _quiet_import():
+        from evidently.sdk.models import PanelMetric
+
+    return PanelMetric(
+        metric=metric,
+        legend=legend,
+        tags=list(tags),
+        metric_labels={key: str(value) for key, value in labels.items()},
+    )
+
+
+def line_panel(
+    title: str, values: Sequence[PanelMetric], description: str | None = None
+) -> DashboardPanelPlot:
+    """A value over time, one line per series (and per matching column)."""
+    with _quiet_import():
+        from evidently.sdk.panels import line_plot_panel
+
+    return line_plot_panel(title, list(values), description=description, size="full")
+
+
+def bar_panel(
+    title: str, values: Sequence[PanelMetric], description: str | None = None
+) -> DashboardPanelPlot:
+    """Stacked bars over time, one bar per run."""
+    with _quiet_import():
+        from evidently.sdk.panels import bar_plot_panel
+
+    return bar_plot_panel(title, list(values), description=description, size="half", stacked=True)
+
+
+def counter_panel(
+    title: str, values: Sequence[PanelMetric], description: str | None = None
+) -> DashboardPanelPlot:
+    """The latest run's value of each series, as big numbers."""
+    with _quiet_import():
+        from evidently.sdk.panels import counter_panel as evidently_counter_panel
+
+    return evidently_counter_panel(
+        title, list(values), description=description, size="half", aggregation="last"
+    )
+
+
+def _verdict_series(verdicts: Sequence[str]) -> list[PanelMetric]:
+    return [
+        series(
+            "CategoryCount",
+            legend=verdict,
+            column=STATUS_COLUMN,
+            categories=[verdict],
+            value_type="count",
+        )
+        for verdict in verdicts
+    ]
+
+
+def check_panels(monitor: str, noun: str) -> list[DashboardPanelPlot]:
+    """How many of a monitor's checks were at warn / alert in the latest run, and per run."""
+    return [
+        counter_panel(
+            f"{monitor}: {noun} at alert / warn (latest run)",
+            _verdict_series(("alert", "warn")),
+        ),
+        bar_panel(f"{monitor}: {noun} by verdict, per run", _verdict_series(VERDICTS)),
+    ]
+
+
+def drift_panels(features: Sequence[str], score: str = "score") -> list[DashboardPanelPlot]:
+    """PSI of each model input and of the score over time (``monitoring.drift``'s runs).
+
+    Defined here because drift's own module keeps only its judgement; other monitors may
+    define theirs next to their judgement and pass them to ``add_snapshot``.
+    """
+    return [
+        line_panel(
+            f"PSI of the {score}",
+            [series("ValueDrift", legend=f"PSI {score}", column=score)],
+            description="the score's distribution vs the champion's training sample",
+        ),
+        line_panel(
+            "PSI per model input",
+            [series("ValueDrift", legend=feature, column=feature) for feature in features],
+            description="each input's distribution in the window vs the training sample",
+        ),
+    ]
+
+
+# --- the workspace -----------------------------------------------------------------------------
+
+
+def _store(directory: Path) -> LocalState:
+    """Evidently's own file layout of a local workspace at ``directory`` (created when missing).
+
+    Not ``evidently.ui.workspace.Workspace``: constructing one parses every run stored so far
+    (measured: ~0.1 s per drift run of 21 columns), so each monitor run would get slower for
+    ever. This is the storage that class writes through, and all a writer needs.
+    """
+    with _quiet_import():
+        from evidently.ui.storage.local.base import LocalState
+
+    directory.mkdir(parents=True, exist_ok=True)
+    return LocalState(str(directory))
+
+
+def project_id(store: LocalState) -> ProjectID:
+    """The "fraudlab" project's id, creating the project on first use (call under ``_locked``)."""
+    with _quiet_import():
+        from evidently.sdk.models import ProjectModel
+
+    for candidate in store.list_projects():
+        if store.read_project(candidate).name == PROJECT:
+            return candidate
+    return store.write_project(ProjectModel(name=PROJECT, description=PROJECT_DESCRIPTION)).id
+
+
+def sync_panels(
+    store: LocalState, project: ProjectID, tab: str, panels: Sequence[DashboardPanelPlot]
+) -> bool:
+    """Make ``tab`` hold ``panels`` (matched by title); True when the dashboard changed.
+
+    A missing panel is appended, a panel whose definition changed is replaced in place (same
+    id, same position); panels of other tabs, and titles not passed, are left alone.
+    """
+    with _quiet_import():
+        from evidently.sdk.models import DashboardTabModel
+
+    dashboard = store.read_dashboard(project)
+    target = next((t for t in dashboard.tabs if t.title == tab), None)
+    if target is None:
+        target = DashboardTabModel(title=tab, panels=[])
+        dashboard.tabs.append(target)
+    index = {p.id: i for i, p in enumerate(dashboard.panels)}
+    existing = {
+        dashboard.panels[index[pid]].title: index[pid] for pid in target.panels if pid in index
+    }
+    changed = False
+    for panel in panels:
+        position = existing.get(panel.title)
+        if position is None:
+            dashboard.panels.append(panel)
+            target.panels.append(panel.id)
+            existing[panel.title] = len(dashboard.panels) - 1
+            changed = True
+            continue
+        current = dashboard.panels[position]
+        if current.dict(exclude={"id"}) != panel.dict(exclude={"id"}):
+            dashboard.panels[position] = panel.copy(update={"id": current.id})
+            changed = True
+    if changed:
+        store.write_dashboard(project, dashboard)
+    return changed
+
+
+def _checks_snapshot(checks: Mapping[str, str]) -> Snapshot:
+    """Evidently's count of checks per verdict (one row per check, its verdict in "status")."""
+    import pandas as pd
+
+    with _quiet_import():
+        from evidently import DataDefinition, Dataset, Report
+        from evidently.metrics import CategoryCount
+
+    frame = pd.DataFrame({"check": list(checks), STATUS_COLUMN: list(checks.values())})
+    definition = DataDefinition(categorical_columns=[STATUS_COLUMN])
+    report = Report([CategoryCount(column=STATUS_COLUMN, category=v) for v in VERDICTS])
+    return report.run(current_data=Dataset.from_pandas(frame, data_definition=definition))
+
+
+def stored_model(
+    snapshot: Snapshot,
+    *,
+    monitor: str,
+    name: str,
+    checks: Mapping[str, str] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> SnapshotModel:
+    """What the workspace stores for one run: ``snapshot`` named, tagged with ``monitor``, and
+    with the count of ``checks`` per verdict added to it (``snapshot`` itself is unchanged).
+
+    The counts come from a second report (its data is the verdicts, not the monitor's data);
+    merging its results into the same snapshot keeps one workspace run per monitor run, which
+    the dashboard's time axis and the UI's run list both assume.
+    """
+    model = snapshot.to_snapshot_model()
+    update: dict[str, object] = {
+        "name": name,
+        "tags": list(dict.fromkeys([*model.tags, monitor])),
+        "metadata": {**model.metadata, "monitor": monitor, **(metadata or {})},
+    }
+    if checks:
+        counts = _checks_snapshot(checks).to_snapshot_model()
+        update |= {
+            "metric_results": {**model.metric_results, **counts.metric_results},
+            "top_level_metrics": [*model.top_level_metrics, *counts.top_level_metrics],
+            "widgets": [*model.widgets, *counts.widgets],
+        }
+    return model.copy(update=update)
+
+
+def add_snapshot(
+    settings: Settings,
+    snapshot: Snapshot,
+    *,
+    monitor: str,
+    name: str,
+    checks: Mapping[str, str] | None = None,
+    check_noun: str = "checks",
+    metadata: Mapping[str, str] | None = None,
+    panels: Sequence[DashboardPanelPlot] = (),
+) -> str:
+    """Store one monitor run in the workspace and keep the monitor's dashboard tab; the run id.
+
+    ``checks`` maps each thing the monitor judged to its verdict, one of ok / warn / alert.
+    """
+    unknown = sorted(set((checks or {}).values()) - set(VERDICTS))
+    if unknown:
+        raise ValueError(
+            f"{monitor}: verdicts {unknown} cannot be charted; give each check one of {VERDICTS}"
+        )
+    with _quiet_import():
+        from evidently.legacy.core import new_id
+
+    model = stored_model(snapshot, monitor=monitor, name=name, checks=checks, metadata=metadata)
+    wanted = [*(check_panels(monitor, check_noun) if checks else []), *panels]
+    wanted = [_restricted(panel, monitor) for panel in wanted]
+    run_id = new_id()
+    with _locked(settings):
+        store = _store(sources.workspace_dir(settings))
+        project = project_id(store)
+        store.write_snapshot(project, run_id, model)
+        sync_panels(store, project, monitor, wanted)
+    return str(run_id)
+
+
+def _restricted(panel: DashboardPanelPlot, monitor: str) -> DashboardPanelPlot:
+    """The panel with every untagged series limited to ``monitor``'s snapshots."""
+    values = [v if v.tags else v.copy(update={"tags": [monitor]}) for v in panel.values]
+    return panel.copy(update={"values": values})
