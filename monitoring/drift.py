@@ -3,8 +3,8 @@
 Owns: the drift judgement (Evidently 0.7 ``ValueDrift`` per column, with the PSI defined here
 registered as Evidently's method ``psi_reference_bins``; each PSI judged ok / warn / alert
 against ``Settings.psi_warn`` / ``psi_alert``) and its outputs: a self-contained HTML report, a
-JSON summary and a snapshot in the Evidently workspace (``<home>/monitoring/workspace``, project
-"fraudlab"), so ``evidently ui`` shows runs over time.
+JSON summary and a run in the Evidently workspace (``monitoring.workspace``: the drift tab of
+the "fraudlab" dashboard), so ``evidently ui`` shows runs over time.
 Must not: read the log or load the model other than through ``monitoring.sources``, or act
 on a verdict (retraining is the DAG's decision).
 
@@ -37,15 +37,13 @@ import numpy as np
 import pandas as pd
 
 from fraudlab.settings import Settings
-from monitoring import sources
+from monitoring import sources, workspace
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
 
 Status = Literal["ok", "warn", "alert", "insufficient_data"]
 SCORE = "score"
-PROJECT = "fraudlab"
-PROJECT_DESCRIPTION = "fraudlab monitoring: PSI drift of model inputs and score"
 REFERENCE_FILE = "reference.parquet"
 PSI_METHOD = "psi_reference_bins"
 FEW_VALUES = 20  # a column with at most this many distinct reference values is binned by value
@@ -273,18 +271,6 @@ def window_frame(records: list[dict[str, Any]], feature_order: list[str]) -> pd.
     return frame.astype("float64")
 
 
-def add_to_workspace(directory: Path, snapshot: Snapshot, name: str) -> str:
-    """Add the snapshot to the local Evidently workspace's "fraudlab" project; its run id."""
-    with _quiet_import():
-        from evidently.ui.workspace import Workspace
-
-    workspace = Workspace.create(str(directory))
-    found = workspace.search_project(PROJECT)
-    project = found[0] if found else workspace.create_project(PROJECT, PROJECT_DESCRIPTION)
-    ref = workspace.add_run(project.id, snapshot, name=name)
-    return str(getattr(ref, "id", ref))
-
-
 def thin(records: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
     """At most ``limit`` records spread evenly over the window (every k-th, order kept)."""
     if len(records) <= limit:
@@ -322,8 +308,15 @@ def run_drift(settings: Settings, run_dir: Path | None = None) -> DriftResult:
     summary: dict[str, Any] = {}
     if snapshot is not None:
         snapshot.save_html(str(run_dir / "drift.html"))
-        summary["workspace_run"] = add_to_workspace(
-            sources.workspace_dir(settings), snapshot, name=f"drift {run_dir.name}"
+        summary["workspace_run"] = workspace.add_snapshot(
+            settings,
+            snapshot,
+            monitor="drift",
+            name=f"drift {run_dir.name}",
+            checks={c.column: c.status for c in result.columns},
+            check_noun="columns",
+            metadata={"model_version": str(bundle.version)},
+            panels=workspace.drift_panels(bundle.feature_order, score=SCORE),
         )
     if window:
         summary["window"] = {

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from fraudlab.settings import Settings
-from monitoring import drift, sources
+from monitoring import drift, sources, workspace
 from pipelines.registry import ModelBundle
 
 COLUMNS = ["amount_log", "velocity_1h", "is_web", "score"]
@@ -215,6 +215,6 @@ def test_run_drift_writes_reports_and_grows_the_workspace(tmp_path, monkeypatch)
         assert (run_dir / "drift.html").stat().st_size > 10_000
     from evidently.ui.workspace import Workspace
 
-    workspace = Workspace(str(sources.workspace_dir(settings)))
-    [project] = workspace.search_project(drift.PROJECT)
-    assert len(workspace.list_runs(project.id)) == 2
+    evidently_workspace = Workspace(str(sources.workspace_dir(settings)))
+    [project] = evidently_workspace.search_project(workspace.PROJECT)
+    assert len(evidently_workspace.list_runs(project.id)) == 2
