@@ -19,7 +19,8 @@ Judge the prediction log, and ask for a retrain when the inputs drifted.
    not fix stale features or a slow server, and a recall drop is for a person to diagnose.
 
 A finding is the monitor working; a task fails only when a monitor could not run (no champion,
-MLflow down). Run it with `make monitor-dag` (an isolated `airflow dags test`).
+MLflow down). Run it with `make monitor-dag` (an isolated `airflow dags test`), which then runs
+the retrain a drift alert triggered and says how it ended.
 """
 
 from __future__ import annotations
@@ -144,8 +145,9 @@ def fraudlab_monitor() -> None:
         TriggerDagRunOperator(
             task_id="trigger_retrain",
             trigger_dag_id=RETRAIN_DAG_ID,
-            conf={"reason": "drift alert"},
-            logical_date=None,
+            # "triggered_by" lets `make monitor-dag` (no scheduler) find and run this retrain;
+            # the default logical date (now) is what `airflow dags test` replaces it by
+            conf={"reason": "drift alert", "triggered_by": "{{ dag.dag_id }}/{{ run_id }}"},
         ),
         EmptyOperator(task_id="no_retrain"),
     ]

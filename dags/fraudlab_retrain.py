@@ -1,22 +1,31 @@
 """# fraudlab_retrain
 
-Retrain the fraud model and, if it passes the promotion gates, put it in front of traffic.
+Retrain the fraud model and, only if it passes the promotion gates, put it in front of traffic.
 
-1. `validate_data`: Great Expectations suite over the raw transaction feed of the training
-   window (`pipelines.validation.validate_raw_window`); a broken feed stops the run before any
-   training work.
-2. `train_challenger` (`fraudlab.tasks.train_and_register(promote=False)`): point-in-time
-   training set through Feast → training-set validation → LightGBM → calibration and
-   cost-optimal threshold → evaluation → ONNX export and parity → MLflow registration under
-   the alias `challenger`. Today this is one function, so it is one task.
-3. `promote`: the promotion gates (challenger vs champion); they move `champion` only when
-   every gate passes. Uses `pipelines.gates` when it exists, else the CLI `fraudlab promote`,
-   whose exit code decides. A failed gate fails this task and nothing is reloaded.
-4. `reload_serving`: `POST <serving>/reload`, so serving swaps models now instead of at its
-   next poll; skipped with a log line when serving is not up.
+Each task is one stage of `pipelines.training` (through `fraudlab.tasks`); they share a run
+directory `<home>/training/<UTC stamp>/` and pass only its path on.
 
-Triggered by `fraudlab_monitor` on a drift alert, or by hand with `make retrain` (an isolated
-`airflow dags test`). Needs MLflow up (`make up`).
+1. `validate_data`: open the run (clock, training window, feature service and LightGBM
+   parameters fixed in `run.json`) and validate the raw transaction feed of its window with
+   Great Expectations. A broken feed stops the run here, with the column and the next step.
+2. `build_training_set`: point-in-time join through the feature service, validated by the
+   training-set suite before anything is fitted (`training_set.parquet`).
+3. `train`: LightGBM, Platt calibration, the cost-optimal threshold (`model.lgb.txt`, `fit.json`).
+4. `evaluate`: test metrics and slices, ONNX export with its parity check and single-row
+   latency; the model bundle as MLflow will store it (`bundle/`).
+5. `gates`: the promotion gates, this run's bundle against the champion on the same fresh
+   holdout (`pipelines.gates.gate_training_run`). A failed gate fails the task with the gate
+   report; nothing is registered and the champion does not move.
+6. `register`: the MLflow run (with the gate report) and a registered version, alias
+   `challenger`.
+7. `promote`: `champion` → the new version; the old one stays as `previous_champion`
+   (`make rollback`).
+8. `reload_serving`: `POST <serving>/reload`, so serving swaps models now instead of at its
+   next poll, and says which version it runs (skipped when serving is not up).
+
+A verdict (failed data validation, failed gate) fails its task without retries: it would not
+change. Triggered by `fraudlab_monitor` on a drift alert (conf `reason`), or by hand with
+`make retrain` (an isolated `airflow dags test`). Needs MLflow up (`make up`).
 """
 
 from __future__ import annotations
@@ -27,6 +36,13 @@ import pendulum
 from airflow.sdk import dag, task
 
 DEFAULT_ARGS = {"owner": "fraudlab", "retries": 1, "retry_delay": timedelta(minutes=1)}
+
+
+def _verdict(exc: Exception) -> Exception:
+    """A failed data check or gate, as a task failure that is not retried."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(str(exc))
 
 
 @dag(
@@ -41,82 +57,85 @@ DEFAULT_ARGS = {"owner": "fraudlab", "retries": 1, "retry_delay": timedelta(minu
 )
 def fraudlab_retrain() -> None:
     @task
-    def validate_data() -> str:
-        """Validate the raw feed of the training window; raise when it fails."""
+    def validate_data(dag_run=None) -> str:
+        """Open the training run and validate its raw feed; returns the run directory."""
+        from fraudlab import tasks
         from fraudlab.settings import get_settings
-        from pipelines import data, training, validation
+        from pipelines.validation import DataValidationError
 
-        settings = get_settings()
-        start, end = training.training_window(settings, data.read_clock(settings))
-        result = validation.validate_raw_window(settings, start, end)
-        if not result.passed:
-            raise validation.DataValidationError([result])
-        print(result.summary())
-        return result.summary()
+        reason = ((dag_run.conf if dag_run else None) or {}).get("reason", "manual")
+        try:
+            return tasks.start_training_run(get_settings(), reason=reason)
+        except DataValidationError as exc:
+            raise _verdict(exc) from exc
 
     @task
-    def train_challenger() -> str:
-        """Train, evaluate and register a model as the challenger; returns its version."""
+    def build_training_set(run_dir: str) -> str:
+        """Point-in-time training set through Feast, validated before any fitting."""
+        from fraudlab import tasks
+        from fraudlab.settings import get_settings
+        from pipelines.validation import DataValidationError
+
+        try:
+            return tasks.build_training_set(get_settings(), run_dir)
+        except DataValidationError as exc:
+            raise _verdict(exc) from exc
+
+    @task
+    def train(run_dir: str) -> str:
+        """LightGBM, calibration and the cost-optimal threshold."""
         from fraudlab import tasks
         from fraudlab.settings import get_settings
 
-        return tasks.train_and_register(get_settings(), promote=False)
+        return tasks.train_model(get_settings(), run_dir)
 
-    @task(retries=0)  # a gate verdict does not change on retry
-    def promote(version: str) -> str:
-        """Run the promotion gates on the challenger; fail unless it became the champion."""
-        import importlib
-        import importlib.util
-        import subprocess
-        import sys
-
+    @task
+    def evaluate(run_dir: str) -> str:
+        """Metrics, slices, ONNX export and parity, latency; the bundle."""
+        from fraudlab import tasks
         from fraudlab.settings import get_settings
 
-        gates = (
-            importlib.import_module("pipelines.gates")
-            if importlib.util.find_spec("pipelines.gates")
-            else None
-        )
-        if gates is not None and callable(getattr(gates, "promote", None)):
-            from fraudlab.tasks import step
+        return tasks.evaluate_model(get_settings(), run_dir)
 
-            code, text = gates.promote(get_settings(), progress=step)
-            print(text)
-        else:
-            # the gates' only interface then is the CLI; output streams into this task's log
-            code = subprocess.run(
-                [sys.executable, "-m", "fraudlab.cli", "promote"], check=False
-            ).returncode
-        if code != 0:
-            raise RuntimeError(
-                f"promotion gates refused challenger v{version} (exit code {code}): the "
-                "champion did not move; read the gate report above, fix, `make retrain` again"
-            )
-        return version
+    @task
+    def gates(run_dir: str) -> str:
+        """The promotion gates against the champion; fails with the report unless all pass."""
+        from fraudlab import tasks
+        from fraudlab.settings import get_settings
+        from pipelines.gates import GateFailure
+
+        try:
+            return tasks.gate_training_run(get_settings(), run_dir)
+        except GateFailure as exc:
+            raise _verdict(exc) from exc
+
+    @task
+    def register(run_dir: str) -> str:
+        """Log the run to MLflow and register the model under the alias 'challenger'."""
+        from fraudlab import tasks
+        from fraudlab.settings import get_settings
+
+        return tasks.register_training_run(get_settings(), run_dir)
+
+    @task
+    def promote(run_dir: str) -> str:
+        """Move 'champion' to the new version (the old one kept for rollback)."""
+        from fraudlab import tasks
+        from fraudlab.settings import get_settings
+
+        return tasks.promote_training_run(get_settings(), run_dir)
 
     @task
     def reload_serving(version: str) -> None:
         """Ask serving to load the new champion now (skipped when serving is not up)."""
-        import httpx
-
+        from fraudlab import tasks
         from fraudlab.settings import get_settings
 
-        url = f"{get_settings().serving_base_url}/reload"
-        try:
-            response = httpx.post(url, json={}, timeout=30)
-        except httpx.TransportError as exc:
-            print(
-                f"serving is not up at {url} ({type(exc).__name__}): skipping the reload; it "
-                f"loads champion v{version} when it starts"
-            )
-            return
-        response.raise_for_status()
-        print(f"POST {url} → {response.status_code}: {response.text}")
+        tasks.reload_serving(get_settings(), version)
 
-    validated = validate_data()
-    challenger = train_challenger()
-    validated >> challenger
-    reload_serving(promote(challenger))
+    run_dir = validate_data()
+    registered = register(gates(evaluate(train(build_training_set(run_dir)))))
+    reload_serving(promote(registered))
 
 
 fraudlab_retrain()

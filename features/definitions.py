@@ -173,7 +173,7 @@ def build(data_dir: Path) -> list:
         ],
         source=user_dispute_stats_source,
         online=True,
-        tags={"owner": "risk-analytics", "kind": "batch"},
+        tags={"owner": "risk-analytics", "kind": "batch", "freshness_sla": DAILY_SLA},
     )
 
     # --- the contract -------------------------------------------------------------------------

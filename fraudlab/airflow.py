@@ -4,12 +4,18 @@ Owns: the Airflow environment of the embedded stack (``<home>/airflow``: SQLite 
 ``dags/`` as the DAGs folder, no example DAGs, parallelism 4) and one DAG run in the
 foreground. ``airflow dags test`` starts no servers: it parses the DAG file and runs every task
 in this machine's processes, so nothing listens on any port.
+
+With no scheduler, a run another DAG triggers (``fraudlab_monitor`` → ``fraudlab_retrain`` on a
+drift alert) would wait in the metadata DB forever: ``run_dag`` finds the queued runs the DAG
+it just ran created (``conf["triggered_by"]``) and runs each with ``airflow dags test`` at its
+logical date and with its conf, which replaces the queued run, then says how it ended.
 Must not: know what a DAG does (``dags/`` wires the packages), or touch another Airflow
 install: every setting comes from the environment of the child process, never a global config.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -84,8 +90,78 @@ def ensure_database(settings: Settings, env: Mapping[str, str] | None = None) ->
     return _run(["db", "migrate"], env, f"creating Airflow's metadata DB in {database}")
 
 
-def run_dag(settings: Settings, dag_id: str, conf: str | None = None) -> int:
-    """Run one DAG once, every task in the foreground (``airflow dags test``); its exit code."""
+# Runs one Python process inside this Airflow home (its ORM, its SQLite DB): the latest run of a
+# DAG, its task states, and the runs it triggered that nothing has executed yet.
+RUN_SUMMARY_SCRIPT = """
+import json, sys
+from sqlalchemy import select
+from airflow.models.dagrun import DagRun
+from airflow.utils.session import create_session
+from airflow.utils.state import DagRunState
+
+def state(value):
+    return getattr(value, "value", value)
+
+dag_id = sys.argv[1]
+out = {"run": None, "triggered": []}
+with create_session() as session:
+    latest = session.scalars(
+        select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).limit(1)
+    ).first()
+    if latest is not None:
+        out["run"] = {
+            "run_id": latest.run_id,
+            "state": state(latest.state),
+            "tasks": {ti.task_id: state(ti.state) for ti in latest.get_task_instances(session=session)},
+        }
+        origin = f"{dag_id}/{latest.run_id}"
+        for run in session.scalars(select(DagRun).where(DagRun.state == DagRunState.QUEUED)):
+            if (run.conf or {}).get("triggered_by") == origin:
+                out["triggered"].append({
+                    "dag_id": run.dag_id,
+                    "run_id": run.run_id,
+                    "logical_date": run.logical_date.isoformat() if run.logical_date else None,
+                    "conf": run.conf or {},
+                })
+print("@@" + json.dumps(out))
+"""
+MAX_TRIGGER_DEPTH = 3  # a DAG triggering a DAG triggering a DAG: more would be a loop
+FAILED_TASK_STATES = ("failed", "upstream_failed")
+
+
+def last_run(settings: Settings, dag_id: str, env: Mapping[str, str] | None = None) -> dict:
+    """The latest run of ``dag_id`` (id, state, task states) and the queued runs it triggered.
+
+    A run triggered from a task (``TriggerDagRunOperator`` with ``conf["triggered_by"]`` set
+    to ``"<dag_id>/<run_id>"``) waits in the metadata DB for a scheduler; under ``dags test``
+    there is none, so ``run_dag`` runs it next.
+    """
+    env = env or airflow_environment(settings)
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_SUMMARY_SCRIPT, dag_id],
+        env=dict(env),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    line = next((x for x in done.stdout.splitlines() if x.startswith("@@")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"could not read Airflow's metadata DB: {done.stderr[-2000:]}")
+    return json.loads(line[2:])
+
+
+def run_dag(
+    settings: Settings,
+    dag_id: str,
+    conf: str | None = None,
+    logical_date: str | None = None,
+    _depth: int = 0,
+) -> int:
+    """Run one DAG once, every task in the foreground (``airflow dags test``), then every run
+    it triggered (with their conf, in place of the queued run). Returns the first non-zero
+    exit code of the DAG or of a run it triggered, else 0.
+    """
     env = airflow_environment(settings)
     code = ensure_database(settings, env)
     if code != 0:
@@ -95,7 +171,13 @@ def run_dag(settings: Settings, dag_id: str, conf: str | None = None) -> int:
             file=sys.stderr,
         )
         return code
-    args = ["dags", "test", dag_id, *(["--conf", conf] if conf else [])]
+    args = [
+        "dags",
+        "test",
+        dag_id,
+        *([logical_date] if logical_date else []),
+        *(["--conf", conf] if conf else []),
+    ]
     code = _run(args, env, f"airflow dags test {dag_id}")
     if code != 0:
         print(
@@ -103,4 +185,34 @@ def run_dag(settings: Settings, dag_id: str, conf: str | None = None) -> int:
             f"(and under {airflow_home(settings) / 'logs'})",
             file=sys.stderr,
         )
+    if _depth >= MAX_TRIGGER_DEPTH:
+        return code
+    summary = last_run(settings, dag_id, env)
+    for child in summary["triggered"]:
+        reason = child["conf"].get("reason", "no reason given")
+        print(
+            f"→ {dag_id} triggered {child['dag_id']} ({reason}; run {child['run_id']}): "
+            "running it now",
+            file=sys.stderr,
+            flush=True,
+        )
+        # the same logical date replaces the queued run instead of leaving it queued forever
+        child_code = run_dag(
+            settings, child["dag_id"], json.dumps(child["conf"]), child["logical_date"], _depth + 1
+        )
+        ran = last_run(settings, child["dag_id"], env)["run"] or {}
+        failed = sorted(t for t, s in ran.get("tasks", {}).items() if s in FAILED_TASK_STATES)
+        outcome = (
+            "succeeded"
+            if child_code == 0
+            else f"FAILED at {', '.join(failed) or 'a task'} (its log is above)"
+        )
+        mark = "✓" if child_code == 0 else "✗"
+        print(
+            f"{mark} {dag_id} triggered {child['dag_id']} ({reason}): run "
+            f"{ran.get('run_id', child['run_id'])} {outcome}",
+            file=sys.stderr,
+            flush=True,
+        )
+        code = code or child_code
     return code

@@ -63,6 +63,14 @@ class NoModelError(LookupError):
     """The champion or the challenger alias is missing: there is nothing to compare."""
 
 
+class GateFailure(RuntimeError):
+    """A challenger did not pass its gates (or had nothing to be compared with).
+
+    The message is the gate report: raised by the retrain DAG's gates task, it is what the
+    task log ends with. A verdict does not change on retry.
+    """
+
+
 # --- gates ----------------------------------------------------------------------------------
 
 
@@ -635,7 +643,7 @@ def gate_training_run(
     report["challenger"] = _describe(challenger, run.directory)
     if report["passed"]:
         report["action"] = (
-            f"every gate passed: the run will be registered and replace champion "
+            f"The run will be registered and replace champion "
             f"v{champion.version} (kept as '{PREVIOUS_CHAMPION}' for `fraudlab rollback`)."
         )
     else:

@@ -13,6 +13,7 @@ serving and DAG parsing import this module for free.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -468,6 +469,9 @@ def check_before_training(
 
 
 def _gx() -> tuple[Any, Any]:
+    # GX logs hundreds of INFO lines about its own API registry on import: in an Airflow task
+    # log (which keeps INFO) they bury the validation result a person came to read.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
