@@ -117,7 +117,7 @@ def print_performance(console: Console, result: PerformanceResult) -> None:
         f" {result.n_unlabelable} with unknown transaction ids cannot be labelled"
     )
     table = Table(title="by label age", title_justify="left")
-    for column in ("age", "n", "chargebacks", "expected completeness", "judged", "recall"):
+    for column in ("age", "n", "labels", "complete", "judged", "recall"):
         table.add_column(column, justify="left" if column == "age" else "right")
     table.add_column("precision", justify="right")
     table.add_column("PR-AUC", justify="right")
@@ -226,7 +226,6 @@ def run_monitors(
     console.print(f"reports: {run_dir}")
     if (sources.workspace_dir(settings)).exists():
         console.print(
-            "history: uv run evidently ui --workspace "
-            f"{sources.workspace_dir(settings)} --host 127.0.0.1"
+            f"history: {settings.evidently_base_url} (Evidently UI, started by `make up`)"
         )
     return 1 if failed else 0
