@@ -226,6 +226,7 @@ def run_monitors(
     console.print(f"reports: {run_dir}")
     if (sources.workspace_dir(settings)).exists():
         console.print(
-            f"history: {settings.evidently_base_url} (Evidently UI, started by `make up`)"
+            "history: uv run evidently ui --workspace "
+            f"{sources.workspace_dir(settings)} --host 127.0.0.1"
         )
     return 1 if failed else 0
