@@ -118,6 +118,14 @@ def parity(
     native = native_scores(booster, calibration, x.astype(np.float32).astype(np.float64))
     converted = onnx_scores(session, x).astype(np.float64)
     diff = np.abs(native - converted)
+    # A row scored within float32 rounding of the threshold lands on either side of it by the
+    # precision of the graph, not a fault. Thresholds are chosen among scores, so a small model
+    # with few distinct scores puts whole groups of rows exactly on it: such a flip agrees when
+    # the two scores agree; a flip between scores that differ is a broken export.
+    on_threshold = (np.abs(native - threshold) <= PARITY_ROW_TOLERANCE) & (
+        diff <= PARITY_ROW_TOLERANCE
+    )
+    agree = ((native >= threshold) == (converted >= threshold)) | on_threshold
     if not len(diff):
         return {
             "max_abs_diff": 0.0,
@@ -129,7 +137,7 @@ def parity(
         "max_abs_diff": float(np.max(diff)),
         "p999_abs_diff": float(np.quantile(diff, 0.999)),
         "share_rows_differing": float(np.mean(diff > PARITY_ROW_TOLERANCE)),
-        "decision_agreement": float(np.mean((native >= threshold) == (converted >= threshold))),
+        "decision_agreement": float(np.mean(agree)),
     }
 
 

@@ -308,7 +308,7 @@ def leakage_gate(
     return GateResult(
         "leakage",
         not problems,
-        summary + ("" if not problems else f" (strongest single feature {best})"),
+        summary + ("" if leaky or not problems else f" (strongest single feature {best})"),
         {
             "unknown_features": unknown,
             "late_rows": late,

@@ -275,3 +275,41 @@ def test_report_names_each_gate_and_the_verdict(world, tmp_path) -> None:
     assert "| quality | PASS |" in text and "| slices | PASS |" in text
     assert "PASS: every gate passed" in text
     assert json_path.exists()
+
+
+def test_rows_on_the_threshold_do_not_fail_parity_but_a_lost_calibration_does(world) -> None:
+    """A small model has few distinct scores and its threshold is one of them: float32 puts
+    those rows on either side of it. That is the graph's precision; dropping the calibration
+    from the graph is a broken export."""
+    import lightgbm as lgb
+
+    x, y = world["x"], world["y"]
+    booster = lgb.train(
+        {"objective": "binary", "verbose": -1, "num_threads": 1, "num_leaves": 2},
+        lgb.Dataset(x, y, feature_name=FEATURES),
+        3,
+    )
+    calibration = export.fit_platt(booster.predict(x), y)
+    session = export.onnx_session(export.to_onnx(booster, calibration, 3).SerializeToString())
+    scores = export.native_scores(booster, calibration, x.astype(np.float32).astype(float))
+    values, counts = np.unique(scores, return_counts=True)
+    threshold = float(values[np.argmax(counts * (values > np.median(scores)))])
+    assert np.mean(scores == threshold) > 0.05  # many rows exactly on the threshold
+    assert gates.parity_gate(booster, calibration, session, x, threshold).passed
+
+    lost = export.onnx_session(
+        export.to_onnx(booster, export.PlattCalibration(1.0, 0.0), 3).SerializeToString()
+    )
+    broken = gates.parity_gate(booster, calibration, lost, x, threshold)
+    assert not broken.passed
+    assert broken.details["share_rows_differing"] > 0.5
+
+
+def test_a_leak_is_named_once_with_its_numbers(world) -> None:
+    late = {"user_disputes_available_ts": 12}
+    x = np.column_stack([world["x"], world["y"].astype(float)])
+    order = [*FEATURES, "f_leak"]
+    result = gates.leakage_gate(order, order, x, world["y"], 0.98, late)
+    assert not result.passed
+    assert "user_disputes_available_ts (12 rows)" in result.summary
+    assert result.summary.count("f_leak AUC") == 1
