@@ -15,6 +15,9 @@ N ?=
 RPS ?=
 DURATION ?=
 ARGS ?=
+# make break S=<scenario id> SEED=<n> (the seed picks the variant; random when omitted).
+S ?=
+SEED ?=
 
 .DEFAULT_GOAL := help
 
@@ -119,6 +122,55 @@ retrain:
 .PHONY: monitor-dag
 monitor-dag:
 	$(FRAUDLAB) monitor-dag
+
+#################################################################################
+# SCENARIOS                                                                     #
+#################################################################################
+
+# The interview verbs. `@` and `--quiet`: neither make nor uv may echo anything around the
+# ticket (make would print the command line, scenario id included, into the candidate's
+# terminal). hint, reveal, reset and list ask for the passphrase while the lab is sealed.
+LAB = @$(UV) run --quiet fraudlab lab
+
+## List the scenarios: id, title, kind, difficulty, seniority, time box (never the cause)
+.PHONY: scenarios
+scenarios:
+	$(LAB) list
+
+## Check the baseline, inject scenario S (SEED= picks the variant), print the ticket only
+.PHONY: break
+break:
+	$(LAB) break $(S) $(if $(SEED),--seed $(SEED))
+
+## Check the candidate's fix: OK/NO per check, exit 0 only when every check passes
+.PHONY: verify
+verify:
+	$(LAB) verify
+
+## Give the next hint of the active scenario, vague to specific (interviewer)
+.PHONY: hint
+hint:
+	$(LAB) hint
+
+## Show the cause, diagnosis path, reference fix, rubric and follow-ups (interviewer)
+.PHONY: reveal
+reveal:
+	$(LAB) reveal
+
+## Return to the verified healthy baseline from any state (also when nothing is broken)
+.PHONY: reset
+reset:
+	$(LAB) reset
+
+## Encrypt the interviewer material and the scenario state with a passphrase (hand-over)
+.PHONY: seal
+seal:
+	$(LAB) seal
+
+## Decrypt what `make seal` encrypted
+.PHONY: unseal
+unseal:
+	$(LAB) unseal
 
 #################################################################################
 # DEVELOPMENT                                                                   #

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from fraudlab.scenarios.cli import lab_app
 from fraudlab.settings import get_settings
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(lab_app, name="lab")
 
 
 @app.command()
@@ -74,8 +76,14 @@ def down() -> None:
 def status() -> None:
     """Show each component, its URL and its health."""
     from fraudlab import stack
+    from fraudlab.scenarios.engine import Lab
 
-    raise typer.Exit(stack.status(get_settings()))
+    settings = get_settings()
+    code = stack.status(settings)
+    lab = Lab(settings).status_line()  # at most "a scenario is active": never which one
+    if lab:
+        typer.echo(lab)
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, computed_field
+from pydantic import Field, SecretStr, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -211,6 +211,18 @@ class Settings(BaseSettings):
     )
     gate_max_feature_auc: float = Field(
         default=0.98, description="Univariate AUC at which one feature is treated as a leak."
+    )
+
+    # --- scenario lab ---------------------------------------------------------------------
+    lab_repo: Path | None = Field(
+        default=None,
+        description="Git checkout the scenario lab works in: its broken_scenarios/ catalogue "
+        "and code-review branches (default: this project's checkout).",
+    )
+    lab_passphrase: SecretStr | None = Field(
+        default=None,
+        description="Passphrase for seal/unseal and interviewer verbs while sealed; prompted "
+        "for when unset (set it only for automation and tests).",
     )
 
     @computed_field  # type: ignore[prop-decorator]

@@ -1,0 +1,196 @@
+"""What a scenario's functions receive: ``ScenarioContext``, and what verify returns: ``Check``.
+
+Owns: the small, stable surface a scenario is written against — the stack's settings, the
+seeded variant, scenario-private data (persisted encrypted by the engine), quiet helpers to run
+commands, git and the ``fraudlab`` CLI, and to check and restart the embedded stack.
+
+Must not: print to the candidate (everything a scenario prints is captured by the engine and
+kept, encrypted, for the interviewer), or know about any particular scenario.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fraudlab.scenarios.manifest import Variant
+from fraudlab.settings import REPO_ROOT, Settings
+
+DEFAULT_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verdict of ``verify`` (or of a steady-state or symptom probe).
+
+    ``description`` is shown to the candidate next to OK/NO: say what is judged in neutral
+    words, never the cause. ``detail`` is for the interviewer (``verify --explain``) and tests.
+    """
+
+    description: str
+    ok: bool
+    detail: str = ""
+
+
+class CommandFailed(RuntimeError):
+    """A command a scenario ran exited non-zero; the message carries its output."""
+
+
+class ScenarioContext:
+    """Everything a scenario function may use. Created by the engine for each verb.
+
+    Attributes:
+        settings: the stack's settings (ports, home, thresholds) — the same object the CLI uses.
+        scenario_id: the manifest id (for the scenario's own bookkeeping; never print it).
+        seed: the seed the interviewer gave (or the engine drew).
+        variant: the seeded variant: ``ctx.variant["feature"]``, ``ctx.variant.note("feature")``.
+        repo: the git checkout the lab works in (catalogue, code-review branches).
+        private: scenario-private JSON data. Whatever ``inject`` stores here is saved encrypted
+            with the state and handed back to ``verify`` and ``reset`` (e.g. a branch name, the
+            champion version before the fault, a backup's path).
+        rng: a ``random.Random`` seeded by scenario and seed, for cosmetic choices that must
+            be reproducible (a branch name, an author) but are not part of the variant.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        scenario_id: str,
+        seed: int,
+        variant: Variant,
+        repo: Path,
+        private: dict[str, Any],
+        resources: Callable[[str], bytes],
+    ):
+        self.settings = settings
+        self.scenario_id = scenario_id
+        self.seed = seed
+        self.variant = variant
+        self.repo = repo
+        self.private = private
+        self._resources = resources
+        self.rng = random.Random(f"{scenario_id}:{seed}")
+
+    # --- files ---------------------------------------------------------------------------------
+
+    def resource(self, name: str) -> bytes:
+        """A file of the scenario's own folder, plain even while the catalogue is sealed."""
+        return self._resources(name)
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space under ``<home>/lab/work`` (neutral name), deleted by the engine after
+        ``reset``. Put backups and temporary checkouts here, never in the repository."""
+        path = self.settings.home.resolve() / "lab" / "work"
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
+    # --- commands ----------------------------------------------------------------------------
+
+    def run(
+        self,
+        command: Sequence[str | Path],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        input: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command with its output captured (never shown to the candidate).
+
+        ``env`` replaces the environment when given (start from ``self.env()``). With
+        ``check`` a non-zero exit raises ``CommandFailed`` carrying stdout and stderr.
+        """
+        result = subprocess.run(
+            [str(part) for part in command],
+            cwd=cwd or self.repo,
+            env=dict(env) if env is not None else None,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise CommandFailed(
+                f"{' '.join(map(str, command))} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
+            )
+        return result
+
+    def git(
+        self,
+        *args: str,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """``git <args>`` in the lab repository; ``env`` adds to (not replaces) the environment."""
+        import os
+
+        full_env = {**os.environ, **(env or {})}
+        return self.run(
+            ["git", *args], cwd=cwd or self.repo, env=full_env, input=input, check=check
+        )
+
+    def env(self) -> dict[str, str]:
+        """The environment a process of this stack gets: every setting as ``FRAUDLAB_*``."""
+        from fraudlab import stack
+
+        return stack._child_environment(self.settings)
+
+    def fraudlab(
+        self, *args: str, timeout: float = 600.0, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the project's CLI (``fraudlab <args>``) against this stack, output captured:
+        e.g. ``ctx.fraudlab("monitor", "drift")`` or ``ctx.fraudlab("promote", check=False)``."""
+        return self.run(
+            [sys.executable, "-m", "fraudlab.cli", *args],
+            cwd=REPO_ROOT,
+            env=self.env(),
+            timeout=timeout,
+            check=check,
+        )
+
+    # --- the stack ---------------------------------------------------------------------------
+
+    def stack_healthy(self) -> bool:
+        """MLflow answers and serving is ready (the quiet core of ``fraudlab status``)."""
+        from fraudlab import stack
+
+        return stack.mlflow_healthy(self.settings) and stack.serving_ready(self.settings)
+
+    def restart_serving(self, **overrides: Any) -> None:
+        """Stop the embedded serving process and start it again, optionally with settings
+        overridden for the new process only (``ctx.restart_serving(ort_threads=8)``); waits
+        until it is ready. ``reset`` calls it without overrides to restore the baseline."""
+        from fraudlab import stack
+
+        if self.settings.serving_url:
+            raise RuntimeError(
+                "serving is external (FRAUDLAB_SERVING_URL is set): restart it where it runs"
+            )
+        target = self.settings.model_copy(update=overrides) if overrides else self.settings
+        stack._stop(self.settings, "serving")
+        if not stack._start_serving(target):
+            raise RuntimeError("serving did not become ready after the restart")
+
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+        """Poll ``predicate`` every half second; raise ``TimeoutError`` naming ``what``."""
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} not reached within {timeout_s:.0f}s")
+            time.sleep(0.5)
+
+    def log(self, message: str) -> None:
+        """A line for the interviewer's log (captured by the engine, shown by ``reveal``)."""
+        print(message, flush=True)
