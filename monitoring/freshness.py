@@ -1,7 +1,8 @@
 """Feature freshness: how old the online features are at the stack's clock, per feature view.
 
 Owns: the freshness judgement of every feature view in the Feast registry and its outputs
-(``freshness.json``, ``freshness.html`` in the run folder). Must not: write to the feature
+(``freshness.json``, ``freshness.html`` in the run folder; ages and verdicts in the Evidently
+workspace's "freshness" tab through ``monitoring.gauges``). Must not: write to the feature
 store, materialise (``features.store`` does), or read the online store other than through
 Feast's own API — the embedded stack keeps it in SQLite, the compose stack in Redis, and the
 monitor must read both the same way.
@@ -49,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from fraudlab.settings import Settings
-from monitoring import sources
+from monitoring import gauges, sources
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -123,6 +124,8 @@ class FreshnessResult:
     views: list[ViewFreshness] = field(default_factory=list)
     run_dir: str | None = None
     seconds: float | None = None
+    workspace_run: str | None = None
+    workspace_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -350,6 +353,37 @@ def render_html(result: FreshnessResult) -> str:
     )
 
 
+def workspace_values(result: FreshnessResult) -> dict[str, float | None]:
+    """The numbers charted over runs in the workspace's "freshness" tab (hours, simulated)."""
+    values: dict[str, float | None] = {}
+    for v in result.views:
+        if v.kind == PUSH:
+            values["push_lag_hours"] = None if v.age_s is None else v.age_s / 3600.0
+            values["push_lagging_users"] = v.lagging_users
+            values["push_probed_users"] = v.probed_users
+        else:
+            values[f"age_hours_{v.view}"] = None if v.age_s is None else v.age_s / 3600.0
+    return values
+
+
+def workspace_panels(result: FreshnessResult) -> list:
+    from monitoring import workspace
+    from monitoring.gauges import series
+
+    batch = [v.view for v in result.views if v.kind != PUSH]
+    return [
+        workspace.line_panel(
+            "Online feature age per view (simulated hours)",
+            [series(f"age_hours_{view}", view) for view in batch],
+            description="clock minus the end of the view's latest materialisation",
+        ),
+        workspace.line_panel(
+            "Velocity pushes: recently scored users whose state is not online",
+            [series("push_lagging_users", "lagging"), series("push_probed_users", "probed")],
+        ),
+    ]
+
+
 def run_freshness(settings: Settings, run_dir: Path | None = None) -> FreshnessResult:
     """Judge every feature view's online freshness at the stack's clock."""
     from features.store import open_store
@@ -377,6 +411,16 @@ def run_freshness(settings: Settings, run_dir: Path | None = None) -> FreshnessR
         push_alert_share=settings.freshness_push_alert_share,
     )
     result.run_dir = str(run_dir)
+    result.workspace_run, result.workspace_error = gauges.record(
+        settings,
+        monitor="freshness",
+        name=f"freshness {run_dir.name}",
+        values=workspace_values(result),
+        checks={v.view: v.status for v in result.views},
+        check_noun="feature views",
+        panels=workspace_panels(result),
+        metadata={"clock": result.clock, "status": result.status},
+    )
     result.seconds = round(time.perf_counter() - started, 2)
     (run_dir / "freshness.html").write_text(render_html(result))
     (run_dir / "freshness.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")

@@ -1,7 +1,9 @@
 """Latency SLO: serving's p50 / p95 / p99 over a recent window against the latency budget.
 
 Owns: the latency judgement and its outputs (``latency.json``, ``latency.html`` in the run
-folder), and the scrape history it differences (``<home>/monitoring/latency-scrapes.json``).
+folder, percentiles and verdicts in the Evidently workspace's "latency" tab through
+``monitoring.gauges``), and the scrape history it differences
+(``<home>/monitoring/latency-scrapes.json``).
 Must not: send requests to serving (``make loadtest`` does), or change serving's metrics.
 
 Two sources, reported side by side:
@@ -45,7 +47,7 @@ from typing import Any, Literal
 import numpy as np
 
 from fraudlab.settings import Settings
-from monitoring import sources
+from monitoring import gauges, sources
 
 Status = Literal["ok", "warn", "alert", "insufficient_data"]
 _RANK: dict[str, int] = {"ok": 0, "warn": 1, "alert": 2}
@@ -261,6 +263,8 @@ class LatencyResult:
     metrics_error: str | None = None
     run_dir: str | None = None
     seconds: float | None = None
+    workspace_run: str | None = None
+    workspace_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -453,6 +457,62 @@ def _save_history(path: Path, history: list[dict[str, Any]], now: datetime) -> N
     tmp.replace(path)  # a concurrent run (CLI and DAG) never reads half a file
 
 
+def workspace_values(result: LatencyResult) -> dict[str, float | None]:
+    """The numbers charted over runs in the workspace's "latency" tab (milliseconds)."""
+    values: dict[str, float | None] = {"budget_ms": result.budget_ms}
+    if result.log is not None:
+        log = result.log
+        values |= {
+            "log_p50_ms": log.all.p50_ms,
+            "log_p95_ms": log.all.p95_ms,
+            "log_p99_ms": log.all.p99_ms,
+            "log_production_p99_ms": log.production.p99_ms,
+            "log_synthetic_p99_ms": log.synthetic.p99_ms,
+            "fallback_rate": log.fallback_rate,
+        }
+    if result.metrics is not None:
+        m = result.metrics
+        values |= {
+            "metrics_request_p99_ms": m.request.p99_ms,
+            "metrics_feature_lookup_p99_ms": m.feature_lookup.p99_ms,
+            "metrics_inference_p99_ms": m.inference.p99_ms,
+        }
+    return values
+
+
+def workspace_panels() -> list:
+    from monitoring import workspace
+    from monitoring.gauges import series
+
+    return [
+        workspace.line_panel(
+            "p99 vs budget (ms)",
+            [
+                series("log_p99_ms", "scorer p99 (log)"),
+                series("metrics_request_p99_ms", "/score p99 (/metrics, HTTP included)"),
+                series("budget_ms", "budget"),
+            ],
+        ),
+        workspace.line_panel(
+            "Scorer latency from the log (ms)",
+            [
+                series("log_p50_ms", "p50"),
+                series("log_p95_ms", "p95"),
+                series("log_production_p99_ms", "p99 production"),
+                series("log_synthetic_p99_ms", "p99 synthetic"),
+            ],
+        ),
+        workspace.line_panel(
+            "Where the time goes: p99 by stage (/metrics, ms)",
+            [
+                series("metrics_feature_lookup_p99_ms", "feature lookup"),
+                series("metrics_inference_p99_ms", "transform + inference"),
+            ],
+        ),
+        workspace.line_panel("Fallback rate", [series("fallback_rate", "fallback rate")]),
+    ]
+
+
 def run_latency(settings: Settings, run_dir: Path | None = None) -> LatencyResult:
     """Judge the last ``latency_window_minutes`` of serving latency against the budget."""
     import httpx
@@ -503,6 +563,21 @@ def run_latency(settings: Settings, run_dir: Path | None = None) -> LatencyResul
     )
     result.metrics_error = error
     result.run_dir = str(run_dir)
+    checks = {}
+    if result.log is not None and result.log.judged:
+        checks["p99 (log)"] = result.log.status
+    if result.metrics is not None and result.metrics.judged:
+        checks["p99 (/metrics)"] = result.metrics.status
+    result.workspace_run, result.workspace_error = gauges.record(
+        settings,
+        monitor="latency",
+        name=f"latency {run_dir.name}",
+        values=workspace_values(result),
+        checks=checks,
+        check_noun="p99 sources",
+        panels=workspace_panels(),
+        metadata={"status": result.status},
+    )
     result.seconds = round(time.perf_counter() - started, 2)
     (run_dir / "latency.html").write_text(render_html(result))
     (run_dir / "latency.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")

@@ -4,7 +4,8 @@ Owns: joining scored transactions (prediction-log records, non-synthetic, fallba
 a fallback decision is still a decision a customer got) to the chargebacks that had arrived by
 the stack's clock, estimating how complete those labels can be at each transaction's age, and
 judging recall and PR-AUC on the part whose labels are complete enough against the champion's
-own test metrics. Writes ``performance.json`` and ``performance.html`` into the run folder.
+own test metrics. Writes ``performance.json`` and ``performance.html`` into the run folder, and
+the run's numbers into the Evidently workspace (tab "performance", ``monitoring.gauges``).
 Must not: compute a metric itself (``pipelines.evaluation`` does, for training, gates and this
 monitor alike), or look at a transaction's true outcome: labels come only from
 ``pipelines.data.read_labels`` as of the clock, and the raw transaction table is read for ids
@@ -54,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from fraudlab.settings import Settings
-from monitoring import sources
+from monitoring import gauges, sources
 from pipelines.evaluation import classification_metrics, slice_metrics
 from pipelines.training import SLICES, slice_frame
 
@@ -247,9 +248,12 @@ class PerformanceResult:
     drops: dict[str, float | None] = field(default_factory=dict)  # baseline − live
     label_age: list[AgeBucket] = field(default_factory=list)
     versions: list[VersionPerformance] = field(default_factory=list)
+    checks: dict[str, str] = field(default_factory=dict)  # verdict per judged metric
     model_version: str | None = None
     run_dir: str | None = None
     seconds: float | None = None
+    workspace_run: str | None = None
+    workspace_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _json_ready(asdict(self))
@@ -453,6 +457,7 @@ def compute_performance(
         policy.pr_auc_alert_drop,
     )
     result.drops = {"recall": recall_drop, "pr_auc": pr_drop}
+    result.checks = {"recall": recall_status, "pr_auc": pr_status}
     result.status = max((recall_status, pr_status), key=lambda s: _RANK[s])
     parts = []
     for name, live, status in (
@@ -543,6 +548,57 @@ def render_html(result: PerformanceResult) -> str:
     )
 
 
+def workspace_values(result: PerformanceResult) -> dict[str, float | None]:
+    """The numbers charted over runs in the workspace's "performance" tab."""
+    return {
+        "recall": result.metrics.get("recall"),
+        "recall_champion_test": result.baseline.get("recall"),
+        "pr_auc_adjusted": result.adjusted.get("pr_auc"),
+        "pr_auc_labels_so_far": result.metrics.get("pr_auc"),
+        "pr_auc_champion_test": result.baseline.get("pr_auc"),
+        "precision_adjusted": result.adjusted.get("precision"),
+        "expected_cost_per_1k": result.metrics.get("expected_cost_per_1k"),
+        "matured_share": result.matured_share if result.n_labelable else None,
+        "window_completeness": result.window_completeness,
+        "judged_completeness": result.judged_completeness,
+        "judged_chargebacks": result.judged_positives,
+        "scored_transactions": result.n_records,
+        "unlabelable_transactions": result.n_unlabelable,
+    }
+
+
+def workspace_panels() -> list:
+    from monitoring import workspace
+    from monitoring.gauges import series
+
+    return [
+        workspace.line_panel(
+            "Live recall vs champion test",
+            [series("recall", "live recall (judged part)"), series("recall_champion_test")],
+            description="recall among chargebacks arrived, on transactions old enough to judge",
+        ),
+        workspace.line_panel(
+            "Live PR-AUC vs champion test",
+            [
+                series("pr_auc_adjusted", "live PR-AUC ÷ label completeness"),
+                series("pr_auc_labels_so_far", "live PR-AUC, labels so far"),
+                series("pr_auc_champion_test"),
+            ],
+        ),
+        workspace.line_panel(
+            "Label maturity of the window",
+            [
+                series("matured_share", "matured share"),
+                series("window_completeness", "expected completeness (window)"),
+                series("judged_completeness", "expected completeness (judged part)"),
+            ],
+        ),
+        workspace.line_panel(
+            "Chargebacks in the judged part", [series("judged_chargebacks", "chargebacks")]
+        ),
+    ]
+
+
 def run_performance(settings: Settings, run_dir: Path | None = None) -> PerformanceResult:
     """Judge the logged decisions of the last ``perf_window_days`` against arrived labels."""
     from pipelines.data import read_clock, read_labels, read_raw
@@ -572,6 +628,16 @@ def run_performance(settings: Settings, run_dir: Path | None = None) -> Performa
     )
     result.model_version = bundle.version
     result.run_dir = str(run_dir)
+    result.workspace_run, result.workspace_error = gauges.record(
+        settings,
+        monitor="performance",
+        name=f"performance {run_dir.name}",
+        values=workspace_values(result),
+        checks=result.checks,
+        check_noun="metrics",
+        panels=workspace_panels(),
+        metadata={"model_version": str(bundle.version), "status": result.status},
+    )
     result.seconds = round(time.perf_counter() - started, 2)
     (run_dir / "performance.html").write_text(render_html(result))
     (run_dir / "performance.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")

@@ -78,6 +78,9 @@ def test_monitor_all_writes_every_report(monitored) -> None:
         assert report["run_dir"] == str(run_dir), name
     for name in ("performance", "freshness", "latency", "skew"):
         assert (run_dir / f"{name}.html").read_text().startswith("<!doctype html>"), name
+    for name in ("performance", "freshness", "latency"):  # and their numbers in the workspace
+        report = _report(run_dir, name)
+        assert report["workspace_run"] and report["workspace_error"] is None, name
     for title in ("Live performance", "Feature freshness", "Latency SLO"):
         assert title in stdout
 
