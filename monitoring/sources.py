@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from pipelines import registry
 log = logging.getLogger("fraudlab.monitoring")
 
 BLOCK_BYTES = 1 << 20
+OUT_OF_ORDER_S = 3600.0  # how far back in event time a window read looks past its start
 WORKSPACE_DIR = "workspace"
 MODEL_CACHE_DIR = "model-cache"
 
@@ -91,20 +93,23 @@ def read_window(
 ) -> list[dict[str, Any]]:
     """Production records whose event time lies within ``hours`` of the newest, oldest first.
 
-    Reading stops at the first record older than that (production traffic is logged in event
-    order) or after ``max_records``, which bounds the memory a window can take. Fallback and
-    synthetic records are left out, as in ``read_recent``.
+    The log is written in roughly event order; concurrent clients interleave it by up to minutes
+    of event time, so reading goes on until records are ``OUT_OF_ORDER_S`` older than the
+    window's start, and keeps those inside it. ``max_records`` bounds the memory a window can
+    take. Fallback and synthetic records are left out, as in ``read_recent``.
     """
     records: list[dict[str, Any]] = []
-    cutoff: float | None = None
+    newest = -math.inf
     for record in _newest_first(log_dir, include_fallback=False, include_synthetic=False):
         event_ts = float(record["event_ts"])
-        if cutoff is None:
-            cutoff = event_ts - hours * 3600.0
-        if event_ts < cutoff or len(records) >= max_records:
+        newest = max(newest, event_ts)
+        if event_ts < newest - hours * 3600.0 - OUT_OF_ORDER_S or len(records) >= max_records:
             break
         records.append(record)
-    return records[::-1]
+    cutoff = newest - hours * 3600.0
+    return sorted(
+        (r for r in records if float(r["event_ts"]) >= cutoff), key=lambda r: float(r["event_ts"])
+    )
 
 
 def span_hours(records: list[dict[str, Any]]) -> float:

@@ -2,8 +2,9 @@
 day crosses the PSI alert and the monitoring DAG decides to retrain, and a serving transform
 that differs from training's is caught by the skew check.
 
-Traffic is the simulator's replay (`fraudlab simulate`): in order, advancing the clock,
-materialising the online store at each midnight, as in production. These tests run after every
+Traffic is the simulator's replay (`fraudlab simulate --fast-forward-hours`): each user's
+purchases in order, the clock advancing, the online store materialised at each midnight, as in
+production. These tests run after every
 other test on the shared stack (marker ``production_traffic``), in the order written here.
 """
 
@@ -25,20 +26,12 @@ pytestmark = [
     pytest.mark.production_traffic,
 ]
 
-RPS = "200"  # the simulator's pace: as fast as one sequential client goes here
-
-
-def _transactions_until(settings, hours_past_clock: float) -> int:
-    """How many future transactions the replay sends to move the clock this far."""
-    txns = read_raw(settings, "transactions")
-    clock = read_clock(settings)
-    end = clock + pd.Timedelta(hours=hours_past_clock)
-    return int(((txns["event_timestamp"] > clock) & (txns["event_timestamp"] <= end)).sum())
-
 
 def _simulate(stack, hours: float) -> None:
-    n = _transactions_until(stack.settings, hours)
-    result = stack.cli("simulate", "--rps", RPS, "--max-requests", str(n), timeout=900)
+    """Replay ``hours`` of simulated time as fast as serving answers (2 clients)."""
+    result = stack.cli(
+        "simulate", "--fast-forward-hours", str(hours), "--workers", "2", timeout=900
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
@@ -65,7 +58,10 @@ def raw_transactions(stack):
 def test_a_day_of_traffic_from_the_training_distribution_does_not_alarm(stack) -> None:
     _simulate(stack, hours=26)
     report = _monitor(stack, "drift")
-    assert report["status"] == "ok", [c for c in report["columns"] if c["status"] != "ok"]
+    assert report["status"] == "ok", (
+        report.get("reason"),
+        [c for c in report["columns"] if c["status"] != "ok"],
+    )
     assert report["span_hours"] >= 22.8
     assert report["n_current"] >= report["min_records"]
 
@@ -91,7 +87,7 @@ def test_a_shifted_day_crosses_the_alert_and_the_monitoring_dag_triggers_a_retra
     _simulate(stack, hours=25)
     report = _monitor(stack, "drift")
     alerts = {c["column"] for c in report["columns"] if c["status"] == "alert"}
-    assert report["status"] == "alert"
+    assert report["status"] == "alert", {k: v for k, v in report.items() if k != "columns"}
     assert {"is_web", "geo_mismatch"} <= alerts, report["columns"]
     stored_only = {"user_txn_count_7d", "merchant_txn_count_7d", "user_amount_std_30d"}
     assert not alerts & stored_only  # the shift is in the requests, not in the stores
@@ -102,6 +98,11 @@ def test_a_shifted_day_crosses_the_alert_and_the_monitoring_dag_triggers_a_retra
     print(f"\nfraudlab monitor-dag on a drift alert: {time.perf_counter() - started:.1f}s")
     assert "[DAG TEST] end task task_id=trigger_retrain " in output, output[-5000:]
     assert "[DAG TEST] end task task_id=no_retrain " not in output
+    # the retrain the alert asked for ran (its gates decide whether the champion moves: an
+    # equal-quality retrain on this small holdout may pass or fail them, both are correct)
+    assert "triggered fraudlab_retrain (drift alert" in output, output[-5000:]
+    for task_id in ("validate_data", "build_training_set", "train", "evaluate", "gates"):
+        assert f"[DAG TEST] end task task_id={task_id} " in output, (task_id, output[-5000:])
 
 
 N_CENTS = 40
@@ -143,7 +144,7 @@ def test_a_serving_transform_that_differs_from_training_is_caught_by_the_skew_ch
         scorer.close()  # drains the log
 
     report = _monitor(stack, "skew")
-    assert report["status"] == "alert"
+    assert report["status"] == "alert", {k: v for k, v in report.items() if k != "columns"}
     flagged = {f["feature"]: f for f in report["inputs"] if f["mismatches"]}
     assert set(flagged) == {"amount_log", "amount_to_user_mean", "amount_to_merchant_mean"}
     assert all(f["mismatches"] >= N_CENTS for f in flagged.values())

@@ -162,6 +162,16 @@ def test_the_event_time_window_ends_at_the_newest_record(tmp_path) -> None:
     assert len(sources.read_window(tmp_path, hours=24, max_records=10)) == 10
 
 
+def test_a_window_read_tolerates_clients_interleaving_the_log(tmp_path) -> None:
+    """Two clients replaying concurrently: one runs up to half an hour of event time ahead."""
+    times = [i * 600.0 for i in range(30 * 6)]  # 30 hours, one every 10 minutes
+    logged = sorted(times, key=lambda t: t - 1800.0 * (int(t / 600) % 2))  # odd ones lag
+    write_log(tmp_path, "2026-11-23", [{**record(0), "event_ts": t} for t in logged])
+    window = sources.read_window(tmp_path, hours=24)
+    newest = max(times)
+    assert [r["event_ts"] for r in window] == [t for t in times if t >= newest - 24 * 3600]
+
+
 def test_synthetic_requests_are_not_production_traffic(tmp_path) -> None:
     records = [record(i) for i in range(6)]
     for r in records[1::2]:
