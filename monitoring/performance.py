@@ -608,17 +608,20 @@ def run_performance(settings: Settings, run_dir: Path | None = None) -> Performa
     bundle = sources.load_champion(settings)
     clock = read_clock(settings)
     since = clock.timestamp() - settings.perf_window_days * DAY_S
-    records = [
+    # streamed newest first into a few fields each (the whole log would not fit as dicts),
+    # then put back in logged order: a repeated transaction keeps its first decision
+    scored = scored_frame(
         r
-        for r in sources.read_log(settings.prediction_log_dir, include_fallback=True)
+        for r in sources.iter_log(settings.prediction_log_dir, include_fallback=True)
         if float(r["event_ts"]) >= since
-    ]
+    )
+    scored = scored.iloc[::-1].reset_index(drop=True)
     # ids and event times only: the table's outcome columns are the future's answers
     transactions = read_raw(settings, "transactions")[["txn_id", "event_timestamp"]]
     labels = read_labels(settings, as_of=clock)
     delays = chargeback_delays(transactions, labels, clock, settings.perf_label_horizon_days)
     result = compute_performance(
-        scored_frame(records),
+        scored,
         labels,
         transactions["txn_id"].to_numpy(),
         delays,

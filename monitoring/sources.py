@@ -122,23 +122,22 @@ def span_hours(records: list[dict[str, Any]]) -> float:
 LOGGED_ORDER_SLACK_S = 5.0
 
 
-def read_log(
+def iter_log(
     log_dir: Path,
     *,
     logged_since: datetime | None = None,
     include_fallback: bool = False,
     include_synthetic: bool = False,
-) -> list[dict[str, Any]]:
-    """Records logged (wall clock, ``logged_at``) at or after ``logged_since``, oldest first;
+) -> Iterator[dict[str, Any]]:
+    """Records logged (wall clock, ``logged_at``) at or after ``logged_since``, newest first;
     the whole log when it is None.
 
     For monitors that need every record of a period rather than the newest N: label-based
-    performance (the whole log), latency (the last minutes, synthetic load included). Records
-    reach the log in the order they were scored, give or take the moment between stamping and
-    queueing, so reading stops at the first record older than ``logged_since`` by more than
-    ``LOGGED_ORDER_SLACK_S``.
+    performance (the whole log, reduced to a few fields as it streams by), latency (the last
+    minutes, synthetic load included). Records reach the log in the order they were scored,
+    give or take the moment between stamping and queueing, so reading stops at the first
+    record older than ``logged_since`` by more than ``LOGGED_ORDER_SLACK_S``.
     """
-    records: list[dict[str, Any]] = []
     stop = None if logged_since is None else logged_since.timestamp() - LOGGED_ORDER_SLACK_S
     for record in _newest_first(
         log_dir, include_fallback=include_fallback, include_synthetic=include_synthetic
@@ -146,10 +145,28 @@ def read_log(
         if logged_since is not None:
             logged = datetime.fromisoformat(record["logged_at"]).timestamp()
             if logged < stop:
-                break
+                return
             if logged < logged_since.timestamp():
                 continue
-        records.append(record)
+        yield record
+
+
+def read_log(
+    log_dir: Path,
+    *,
+    logged_since: datetime | None = None,
+    include_fallback: bool = False,
+    include_synthetic: bool = False,
+) -> list[dict[str, Any]]:
+    """``iter_log``'s records, oldest first, as a list."""
+    records = list(
+        iter_log(
+            log_dir,
+            logged_since=logged_since,
+            include_fallback=include_fallback,
+            include_synthetic=include_synthetic,
+        )
+    )
     return records[::-1]
 
 

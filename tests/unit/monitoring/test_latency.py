@@ -200,3 +200,30 @@ def test_the_summary_is_json_and_html() -> None:
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert data["log"]["all"]["n"] == 150 and data["metrics"]["basis"] == "since_start"
     assert "/score" in latency.render_html(result)
+
+
+def test_the_window_holds_what_was_logged_in_the_last_minutes_synthetic_included(
+    tmp_path,
+) -> None:
+    from monitoring import sources
+
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    lines = []
+    for minutes_ago, kind in [(40, "old"), (20, "old"), (14, "prod"), (10, "syn"), (1, "fb")]:
+        record = {
+            "logged_at": (now - timedelta(minutes=minutes_ago)).isoformat(),
+            "transaction_id": kind,
+            "synthetic": kind == "syn",
+            "fallback": kind == "fb",
+            "latency_ms": 1.0,
+        }
+        lines.append(json.dumps(record))
+    (tmp_path / "predictions-2026-11-23.jsonl").write_text("\n".join(lines) + '\n{"cut sh')
+    since = now - timedelta(minutes=15)
+    window = sources.read_log(
+        tmp_path, logged_since=since, include_fallback=True, include_synthetic=True
+    )
+    assert [r["transaction_id"] for r in window] == ["prod", "syn", "fb"]  # oldest first
+    production = sources.read_log(tmp_path, logged_since=since)
+    assert [r["transaction_id"] for r in production] == ["prod"]
+    assert len(sources.read_log(tmp_path, include_fallback=True, include_synthetic=True)) == 5

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraudlab.settings import Settings
 from monitoring import performance
 from monitoring.performance import LabelDelays, PerformancePolicy, compute_performance
 from pipelines.evaluation import classification_metrics
@@ -19,7 +20,7 @@ from pipelines.evaluation import classification_metrics
 CLOCK = pd.Timestamp("2026-04-15T00:00:00Z")
 DAY = 86_400.0
 THRESHOLD = 0.5
-POLICY = PerformancePolicy(label_maturity_days=21, min_completeness=0.6, min_positives=20)
+POLICY = PerformancePolicy.from_settings(Settings(_env_file=None))  # the shipped defaults
 
 
 def delay_days(n: int, rng: np.random.Generator) -> np.ndarray:
