@@ -81,6 +81,17 @@ class Settings(BaseSettings):
     serving_url: str | None = Field(
         default=None, description="Override the URL clients use to reach serving."
     )
+    evidently_port: int = Field(
+        default=8085,
+        description="Evidently UI port: the monitoring workspace over time (compose publishes it).",
+    )
+    evidently_url: str | None = Field(
+        default=None, description="Override the Evidently UI's URL (default: local server)."
+    )
+    airflow_port: int = Field(
+        default=8080,
+        description="Airflow API server and UI port (`make airflow-ui`; compose publishes it).",
+    )
 
     # --- serving behaviour ----------------------------------------------------------------
     ort_threads: int = Field(default=1, description="onnxruntime intra-op threads.")
@@ -234,6 +245,16 @@ class Settings(BaseSettings):
     @property
     def serving_base_url(self) -> str:
         return self.serving_url or f"http://{self.bind_host}:{self.serving_port}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def evidently_base_url(self) -> str:
+        return self.evidently_url or f"http://{self.bind_host}:{self.evidently_port}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def airflow_base_url(self) -> str:
+        return f"http://{self.bind_host}:{self.airflow_port}"
 
     # Paths are derived, never configured one by one: one root, one layout.
     @property

@@ -226,7 +226,6 @@ def run_monitors(
     console.print(f"reports: {run_dir}")
     if (sources.workspace_dir(settings)).exists():
         console.print(
-            "history: uv run evidently ui --workspace "
-            f"{sources.workspace_dir(settings)} --host 127.0.0.1"
+            f"history: {settings.evidently_base_url} (Evidently UI, started by `make up`)"
         )
     return 1 if failed else 0
