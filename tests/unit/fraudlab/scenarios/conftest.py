@@ -80,7 +80,7 @@ Write green back.
 - Why green?
 """
 
-MODULE = '''\
+MODULE = """\
 from __future__ import annotations
 
 import os
@@ -133,7 +133,7 @@ def reference_fix(ctx: ScenarioContext) -> None:
 
 def wrong_fix(ctx: ScenarioContext) -> None:
     _config(ctx).write_text("lime")
-'''
+"""
 
 
 def git(repo: Path, *args: str) -> str:
