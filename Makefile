@@ -30,6 +30,11 @@ SEED ?=
 up: sync
 	$(FRAUDLAB) up
 
+## Also start Airflow's UI and scheduler (bound to 127.0.0.1; ~0.7 GB, not part of `up`)
+.PHONY: airflow-ui
+airflow-ui: sync
+	$(FRAUDLAB) up --airflow
+
 ## Stop every process the stack started (and nothing else)
 .PHONY: down
 down:
@@ -40,7 +45,7 @@ down:
 status:
 	$(FRAUDLAB) status
 
-## Show the tail of the logs (C=mlflow|serving|traffic, N=lines)
+## Show the tail of the logs (C=a component of `make status`, N=lines)
 .PHONY: logs
 logs:
 	$(FRAUDLAB) logs $(C) $(if $(N),--lines $(N))

@@ -57,11 +57,15 @@ def train(
 @app.command()
 def up(
     traffic: Annotated[bool, typer.Option(help="Start the traffic simulator too.")] = True,
+    airflow: Annotated[
+        bool,
+        typer.Option(help="Start Airflow's UI and scheduler too (~0.7 GB; `make airflow-ui`)."),
+    ] = False,
 ) -> None:
     """Start the embedded stack (idempotent) and print its status."""
     from fraudlab import stack
 
-    raise typer.Exit(stack.up(get_settings(), traffic=traffic))
+    raise typer.Exit(stack.up(get_settings(), traffic=traffic, airflow=airflow))
 
 
 @app.command()
@@ -89,7 +93,7 @@ def status() -> None:
 @app.command()
 def logs(
     component: Annotated[
-        str | None, typer.Argument(help="mlflow, serving or traffic (default: all).")
+        str | None, typer.Argument(help="A component `fraudlab status` lists (default: all).")
     ] = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="Lines per log.")] = 40,
 ) -> None:

@@ -1,16 +1,24 @@
 """The embedded stack's process manager: start, stop, inspect and tail the local services.
 
-Owns: the life cycle of the processes ``fraudlab up`` starts (MLflow tracking server, BentoML
-serving, the traffic simulator), their pid files under ``<home>/run`` and their logs under
-``<home>/logs``, and the bootstrap order (data → features → model → serving → traffic).
+Owns: the life cycle of the processes ``fraudlab up`` starts (MLflow tracking server, the
+Evidently UI over the monitoring workspace, BentoML serving, the traffic simulator and, with
+``--airflow``, Airflow's API server, scheduler, triggerer and DAG processor), their pid files
+under ``<home>/run`` and their logs under ``<home>/logs``, and the bootstrap order
+(data → features → model → serving → traffic).
 
 Must not: kill anything it did not start. Every pid file records the process's start time
 (``/proc/<pid>/stat`` field 22) next to its pid; a process whose start time differs is a
 recycled pid and is left alone. Must not: contain pipeline logic (that lives in
 ``fraudlab.tasks`` and the packages it wires) or shell scripting.
 
-When ``FRAUDLAB_MLFLOW_TRACKING_URI`` or ``FRAUDLAB_SERVING_URL`` point elsewhere (the
-containerised stack), that component is treated as external: checked, never started.
+When ``FRAUDLAB_MLFLOW_TRACKING_URI``, ``FRAUDLAB_SERVING_URL`` or ``FRAUDLAB_EVIDENTLY_URL``
+point elsewhere (the containerised stack), that component is treated as external: checked,
+never started.
+
+Airflow runs in the isolated home of ``fraudlab.airflow`` (SQLite, parallelism 4), every part
+bound to loopback: the API server on ``bind_host``, the scheduler and triggerer without their
+log servers (those bind 0.0.0.0; the API server reads task logs from the shared home instead).
+It is not started by default: its four processes take ~0.7 GB (PSS) and ~20 s.
 """
 
 from __future__ import annotations
@@ -35,11 +43,29 @@ from fraudlab.settings import REPO_ROOT, Settings
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
-# Stop order is the reverse of start order: traffic first, so it never hammers a dying server.
-COMPONENTS = ("mlflow", "serving", "traffic")
+# Started in this order, stopped in reverse: Airflow first (its tasks call MLflow and serving),
+# its API server last of the four (running tasks report their end through it); then traffic, so
+# it never hammers a dying server.
+AIRFLOW_COMPONENTS = (
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-triggerer",
+    "airflow-dag-processor",
+)
+COMPONENTS = ("mlflow", "evidently", "serving", "traffic", *AIRFLOW_COMPONENTS)
 STOP_GRACE_S = 15.0
 MLFLOW_TIMEOUT_S = 120.0
+EVIDENTLY_TIMEOUT_S = 120.0  # ~5 s alone; 25 s seen while the machine was busy
 SERVING_TIMEOUT_S = 180.0
+AIRFLOW_TIMEOUT_S = 180.0
+# Where the simple auth manager writes the generated admin password (Airflow's default).
+AIRFLOW_PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
+# Which entry of the API server's /api/v2/monitor/health reports each process's heartbeat.
+AIRFLOW_HEARTBEATS = {
+    "airflow-scheduler": "scheduler",
+    "airflow-triggerer": "triggerer",
+    "airflow-dag-processor": "dag_processor",
+}
 TRAFFIC_SETTLE_S = 3.0
 TRAFFIC_RECOVERY_S = 30.0  # > the simulator's longest retry back-off
 PROGRESS_EVERY_S = 5.0
@@ -266,6 +292,52 @@ def serving_ready(settings: Settings) -> bool:
     return response is not None and response.status_code == 200
 
 
+def evidently_healthy(settings: Settings) -> bool:
+    """The Evidently UI answers /api/version (and it is Evidently answering)."""
+    response = _get(f"{settings.evidently_base_url}/api/version")
+    if response is None or response.status_code != 200:
+        return False
+    try:
+        return response.json().get("application") == "Evidently UI"
+    except ValueError:
+        return False
+
+
+def airflow_health(settings: Settings) -> dict | None:
+    """The API server's view of Airflow (metadata DB, heartbeats); None when it does not answer.
+
+    A heartbeat older than Airflow's threshold (30 s) reads "unhealthy".
+    """
+    response = _get(f"{settings.airflow_base_url}/api/v2/monitor/health")
+    if response is None or response.status_code != 200:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def airflow_healthy(settings: Settings, component: str, health: dict | None = None) -> bool:
+    """The API server answers; for the others: our process runs and beats, fresh and since it
+    started (a crashed scheduler's last heartbeat reads fresh for 30 s, and would vouch for a
+    replacement that has not come up yet).
+    """
+    from datetime import datetime
+
+    health = airflow_health(settings) if health is None else health
+    if health is None:
+        return False
+    if component == "airflow-api-server":
+        return health.get("metadatabase", {}).get("status") == "healthy"
+    key = AIRFLOW_HEARTBEATS[component]
+    entry = health.get(key) or {}
+    record = running(settings, component)
+    last = entry.get(f"latest_{key}_heartbeat")
+    if entry.get("status") != "healthy" or record is None or not last:
+        return False
+    return datetime.fromisoformat(last).timestamp() >= record.started_at
+
+
 def served_model_version(settings: Settings) -> str | None:
     """The model version serving reports in ``fraudlab_model_info`` (the series set to 1).
 
@@ -359,6 +431,8 @@ def _wait_until(
 
 
 def _prepare_dirs(settings: Settings) -> None:
+    from monitoring.sources import workspace_dir
+
     for directory in (
         settings.home.resolve(),
         settings.log_dir,
@@ -368,6 +442,7 @@ def _prepare_dirs(settings: Settings) -> None:
         settings.label_dir,
         settings.prediction_log_dir,
         settings.serving_cache_dir,
+        workspace_dir(settings),  # the Evidently UI watches it, so it must exist before any run
     ):
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -382,11 +457,15 @@ def _port_bound(host: str, port: int) -> bool:
 
 @dataclass(frozen=True)
 class Server:
-    """A component with an HTTP health check that ``up`` starts unless it is external."""
+    """A component with a health check that ``up`` starts unless it is external.
+
+    ``port`` is None for a process that listens nowhere (Airflow's scheduler: its health is
+    read from the API server at ``url``).
+    """
 
     name: str
     url: str
-    port: int
+    port: int | None
     port_variable: str
     external: bool
     healthy: Callable[[], bool]
@@ -395,28 +474,76 @@ class Server:
     extra_env: dict[str, str]
 
 
+def _ensure_servers(settings: Settings, servers: list[Server]) -> bool:
+    """Start each server unless it already answers, then wait until each is healthy, in order.
+
+    Every one is launched before the first is waited for, so they start side by side.
+    """
+    waits: list[tuple[Server, Started | None]] = []
+    for server in servers:
+        if server.external:
+            console.print(f"  {server.name} is external ({server.url}); not starting it")
+            waits.append((server, None))
+            continue
+        record = running(settings, server.name)
+        if record is None and server.healthy():
+            console.print(f"[green]✓[/] {server.name} already answering at {server.url}")
+            continue
+        if record is None:
+            if server.port is not None and _port_bound(settings.bind_host, server.port):
+                console.print(
+                    f"[bold red]✗[/] port {server.port} is taken by a process fraudlab did not "
+                    f"start; set {server.port_variable} to a free port, then `fraudlab up`"
+                )
+                return False
+            record = _spawn(settings, server.name, server.command, server.url, server.extra_env)
+            where = f"on {server.url}" if server.port is not None else f"(health: {server.url})"
+            console.print(f"[bold cyan]→[/] started {server.name} (pid {record.pid}) {where}")
+        waits.append((server, record))
+    return all(
+        _wait_until(server.name, server.healthy, server.timeout_s, settings, record)
+        for server, record in waits
+    )
+
+
 def _ensure_server(settings: Settings, server: Server) -> bool:
     """Start ``server`` unless it already answers, then wait until it is healthy."""
-    if server.external:
-        console.print(f"  {server.name} is external ({server.url}); not starting it")
-        return _wait_until(server.name, server.healthy, server.timeout_s, settings, None)
-    record = running(settings, server.name)
-    if record is None and server.healthy():
-        console.print(f"[green]✓[/] {server.name} already answering at {server.url}")
-        return True
-    if record is None:
-        if _port_bound(settings.bind_host, server.port):
-            console.print(
-                f"[bold red]✗[/] port {server.port} is taken by a process fraudlab did not "
-                f"start; set {server.port_variable} to a free port, then `fraudlab up`"
-            )
-            return False
-        record = _spawn(settings, server.name, server.command, server.url, server.extra_env)
-        console.print(f"[bold cyan]→[/] started {server.name} (pid {record.pid}) on {server.url}")
-    return _wait_until(server.name, server.healthy, server.timeout_s, settings, record)
+    return _ensure_servers(settings, [server])
 
 
-def _start_mlflow(settings: Settings) -> bool:
+def _evidently_server(settings: Settings) -> Server:
+    from monitoring.sources import workspace_dir
+
+    command = [
+        *_tool("evidently"),
+        "ui",
+        "--workspace",
+        str(workspace_dir(settings)),
+        "--host",
+        settings.bind_host,
+        "--port",
+        str(settings.evidently_port),
+    ]
+    return Server(
+        name="evidently",
+        url=settings.evidently_base_url,
+        port=settings.evidently_port,
+        port_variable="FRAUDLAB_EVIDENTLY_PORT",
+        external=bool(settings.evidently_url),
+        healthy=lambda: evidently_healthy(settings),
+        timeout_s=EVIDENTLY_TIMEOUT_S,
+        command=command,
+        extra_env={
+            # the UI reports page views to Evidently's servers unless told not to
+            "DO_NOT_TRACK": "1",
+            # /api/version would otherwise run `git rev-parse` in Evidently's install folder on
+            # every health check, and report this checkout's commit as its own
+            "GIT_COMMIT": "-",
+        },
+    )
+
+
+def _mlflow_server(settings: Settings) -> Server:
     mlflow_dir = settings.mlflow_dir
     command = [
         *_tool("mlflow"),
@@ -432,20 +559,17 @@ def _start_mlflow(settings: Settings) -> bool:
         "-w",
         "1",
     ]
-    return _ensure_server(
-        settings,
-        Server(
-            name="mlflow",
-            url=settings.tracking_uri,
-            port=settings.mlflow_port,
-            port_variable="FRAUDLAB_MLFLOW_PORT",
-            external=bool(settings.mlflow_tracking_uri),
-            healthy=lambda: mlflow_healthy(settings),
-            timeout_s=MLFLOW_TIMEOUT_S,
-            command=command,
-            # One worker and no job runner: 2 processes and ~400 MB instead of ~15 and 1.7 GB.
-            extra_env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        ),
+    return Server(
+        name="mlflow",
+        url=settings.tracking_uri,
+        port=settings.mlflow_port,
+        port_variable="FRAUDLAB_MLFLOW_PORT",
+        external=bool(settings.mlflow_tracking_uri),
+        healthy=lambda: mlflow_healthy(settings),
+        timeout_s=MLFLOW_TIMEOUT_S,
+        command=command,
+        # One worker and no job runner: 2 processes and ~400 MB instead of ~15 and 1.7 GB.
+        extra_env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
 
 
@@ -563,17 +687,89 @@ def _start_traffic(settings: Settings) -> bool:
     return ok
 
 
-def up(settings: Settings, traffic: bool = True) -> int:
+def _airflow_servers(settings: Settings, env: dict[str, str]) -> list[Server]:
+    airflow = _tool("airflow")
+    api = settings.airflow_base_url
+    processes = {
+        "airflow-scheduler": [*airflow, "scheduler", "--skip-serve-logs"],
+        "airflow-triggerer": [*airflow, "triggerer", "--skip-serve-logs"],
+        "airflow-dag-processor": [*airflow, "dag-processor"],
+    }
+    command = [*airflow, "api-server", "--host", settings.bind_host]
+    command += ["--port", str(settings.airflow_port), "--workers", "1"]
+    servers = [
+        Server(
+            name="airflow-api-server",
+            url=api,
+            port=settings.airflow_port,
+            port_variable="FRAUDLAB_AIRFLOW_PORT",
+            external=False,
+            healthy=lambda: airflow_healthy(settings, "airflow-api-server"),
+            timeout_s=AIRFLOW_TIMEOUT_S,
+            command=command,
+            extra_env=env,
+        )
+    ]
+    for name, command in processes.items():
+        servers.append(
+            Server(
+                name=name,
+                url=api,
+                port=None,
+                port_variable="",
+                external=False,
+                healthy=lambda name=name: airflow_healthy(settings, name),
+                timeout_s=AIRFLOW_TIMEOUT_S,
+                command=command,
+                extra_env=env,
+            )
+        )
+    return servers
+
+
+def _start_airflow(settings: Settings) -> bool:
+    """Airflow's four processes in the DAG runs' own home; prints where to log in."""
+    from fraudlab.airflow import airflow_environment, airflow_home, ensure_database
+
+    env = airflow_environment(settings, base=_child_environment(settings))
+    # Tasks the scheduler runs report to the API server's execution API at this address
+    # (Airflow's default assumes localhost:8080).
+    env["AIRFLOW__API__BASE_URL"] = settings.airflow_base_url
+    if ensure_database(settings, env) != 0:
+        console.print(
+            f"[bold red]✗[/] `airflow db migrate` failed (output above); delete "
+            f"{airflow_home(settings)} and run `fraudlab up --airflow` again"
+        )
+        return False
+    ok = _ensure_servers(settings, _airflow_servers(settings, env))
+    if ok:
+        console.print(
+            f"  Airflow UI: {settings.airflow_base_url} — user admin, password in "
+            f"{airflow_home(settings) / AIRFLOW_PASSWORDS_FILE}. DAGs start paused: unpause one "
+            "to let the scheduler run it on its schedule, or trigger it by hand."
+        )
+    return ok
+
+
+def up(settings: Settings, traffic: bool = True, airflow: bool = False) -> int:
     """Start (or complete) the embedded stack; 0 only when every component is healthy."""
     _prepare_dirs(settings)
-    # Remembered so that a later `status` does not call a stack started without traffic broken.
-    (settings.run_dir / "stack.json").write_text(json.dumps({"traffic": traffic}))
+    # Remembered so that a later `status` judges the stack as it was asked for (without traffic,
+    # with Airflow).
+    (settings.run_dir / "stack.json").write_text(
+        json.dumps({"traffic": traffic, "airflow": airflow})
+    )
     started = time.monotonic()
-    ok = _start_mlflow(settings) and _bootstrap(settings) and _start_serving(settings)
+    # Side by side (each is mostly interpreter start-up). The Evidently UI only reads the
+    # workspace: it comes up even when bootstrap then fails, and its history is worth seeing.
+    ok = _ensure_servers(settings, [_mlflow_server(settings), _evidently_server(settings)])
+    ok = ok and _bootstrap(settings) and _start_serving(settings)
     if ok and traffic:
         ok = _start_traffic(settings)
+    if ok and airflow:
+        ok = _start_airflow(settings)
     console.print(f"  up took {time.monotonic() - started:.1f}s")
-    code = status(settings, include_traffic=traffic)
+    code = status(settings, include_traffic=traffic, include_airflow=airflow)
     return 0 if ok and code == 0 else 1
 
 
@@ -629,7 +825,8 @@ def _stop(settings: Settings, component: str) -> str | None:
 
 
 def down(settings: Settings) -> int:
-    """Stop the processes ``up`` started (traffic, then serving, then MLflow), nothing else."""
+    """Stop the processes ``up`` started (Airflow, traffic, serving, Evidently, MLflow), nothing
+    else."""
     stopped = 0
     for component in reversed(COMPONENTS):
         message = _stop(settings, component)
@@ -664,20 +861,53 @@ def _pid_cell(settings: Settings, component: str, external: bool) -> str:
     return str(record.pid) if record else "-"
 
 
-def _traffic_expected(settings: Settings) -> bool:
+def _asked_for(settings: Settings, component: str, default: bool) -> bool:
+    """Whether the last ``up`` was asked to start ``component`` ("traffic", "airflow")."""
     try:
-        return bool(json.loads((settings.run_dir / "stack.json").read_text())["traffic"])
+        return bool(json.loads((settings.run_dir / "stack.json").read_text())[component])
     except (FileNotFoundError, ValueError, KeyError):
-        return True
+        return default
 
 
-def status(settings: Settings, include_traffic: bool | None = None) -> int:
+def _workspace_runs(settings: Settings) -> str:
+    from monitoring.sources import workspace_dir
+
+    runs = len(list(workspace_dir(settings).glob("*/snapshots/*.json")))
+    return f"{runs} monitoring runs in the workspace"
+
+
+def _airflow_rows(settings: Settings, table: Table) -> bool:
+    """One row per Airflow process; True when all are healthy."""
+    records = {name: running(settings, name) for name in AIRFLOW_COMPONENTS}
+    health = airflow_health(settings)
+    all_ok = True
+    for name, record in records.items():
+        ok = airflow_healthy(settings, name, health) if health is not None else False
+        all_ok &= ok
+        if name == "airflow-api-server":
+            url = settings.airflow_base_url
+            detail = "UI and REST API"
+        else:
+            url = ""
+            key = AIRFLOW_HEARTBEATS[name]
+            last = ((health or {}).get(key) or {}).get(f"latest_{key}_heartbeat")
+            detail = f"last heartbeat {str(last)[11:19]} UTC" if last else "no heartbeat"
+        table.add_row(name, str(record.pid) if record else "-", url, _health(ok), detail)
+    return all_ok
+
+
+def status(
+    settings: Settings, include_traffic: bool | None = None, include_airflow: bool | None = None
+) -> int:
     """Print one row per component plus the data the monitors depend on; 0 if all healthy.
 
-    The traffic simulator counts only when the stack was started with it (the default).
+    The traffic simulator counts only when the stack was started with it (the default);
+    Airflow only when it was started with ``--airflow`` or runs.
     """
     if include_traffic is None:
-        include_traffic = _traffic_expected(settings)
+        include_traffic = _asked_for(settings, "traffic", True)
+    if include_airflow is None:
+        include_airflow = _asked_for(settings, "airflow", False)
     table = Table(title=f"fraudlab stack ({settings.home.resolve()})", title_justify="left")
     for column in ("component", "pid", "url", "health", "detail"):
         table.add_column(column)
@@ -691,6 +921,16 @@ def status(settings: Settings, include_traffic: bool | None = None) -> int:
         settings.tracking_uri,
         _health(ok),
         "GET /health",
+    )
+
+    ok = evidently_healthy(settings)
+    all_ok &= ok
+    table.add_row(
+        "evidently",
+        _pid_cell(settings, "evidently", bool(settings.evidently_url)),
+        settings.evidently_base_url,
+        _health(ok),
+        "GET /api/version" if settings.evidently_url else _workspace_runs(settings),
     )
 
     ready = serving_ready(settings)
@@ -735,11 +975,16 @@ def status(settings: Settings, include_traffic: bool | None = None) -> int:
         traffic_health,
         detail,
     )
+    airflow_shown = include_airflow or any(running(settings, c) for c in AIRFLOW_COMPONENTS)
+    if airflow_shown:
+        all_ok &= _airflow_rows(settings, table)
     out.print(table)
     expected = {
         "mlflow": settings.tracking_uri,
+        "evidently": settings.evidently_base_url,
         "serving": settings.serving_base_url,
         "traffic": settings.serving_base_url,
+        **dict.fromkeys(AIRFLOW_COMPONENTS, settings.airflow_base_url),
     }
     for component, url in expected.items():
         started = running(settings, component)
@@ -750,6 +995,13 @@ def status(settings: Settings, include_traffic: bool | None = None) -> int:
                 "with, or the health above describes someone else's server"
             )
 
+    if airflow_shown:
+        from fraudlab.airflow import airflow_home
+
+        out.print(
+            f"Airflow UI: {settings.airflow_base_url} — user admin, password in "
+            f"{airflow_home(settings) / AIRFLOW_PASSWORDS_FILE}"
+        )
     n_files, n_bytes = _dir_size(settings.prediction_log_dir)
     out.print(
         f"prediction log: {n_files} files, {_human_bytes(n_bytes)} "

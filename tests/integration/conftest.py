@@ -78,6 +78,7 @@ def _env_for(settings: Settings) -> dict[str, str]:
         "fraud_rate",
         "mlflow_port",
         "serving_port",
+        "evidently_port",
         "reload_interval_s",
     ):
         env[f"FRAUDLAB_{name.upper()}"] = str(getattr(settings, name))
@@ -88,7 +89,11 @@ def _env_for(settings: Settings) -> dict[str, str]:
 def stack(tmp_path_factory, request) -> Stack:
     home = tmp_path_factory.mktemp("fraudlab-stack")
     settings = small_settings(
-        home, mlflow_port=free_port(), serving_port=free_port(), reload_interval_s=2.0
+        home,
+        mlflow_port=free_port(),
+        serving_port=free_port(),
+        evidently_port=free_port(),
+        reload_interval_s=2.0,
     )
     handle = Stack(settings, _env_for(settings))
     print(f"\nbringing the embedded stack up in {home} (fraudlab up --no-traffic) …", flush=True)

@@ -65,7 +65,7 @@ def test_status_reports_every_started_component_healthy(stack) -> None:
     result = stack.cli("status")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    for component in ("mlflow", "serving"):
+    for component in ("mlflow", "evidently", "serving"):
         assert any(component in line and "healthy" in line for line in lines), result.stdout
 
 
