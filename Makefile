@@ -79,6 +79,11 @@ promote:
 rollback:
 	$(FRAUDLAB) rollback
 
+## Ship the working tree's serving code to serving as a new release (DIFF=1: only show the difference)
+.PHONY: deploy
+deploy:
+	$(FRAUDLAB) deploy $(if $(DIFF),--diff)
+
 #################################################################################
 # TRAFFIC                                                                       #
 #################################################################################

@@ -62,15 +62,50 @@ def up(
         typer.Option(help="Start Airflow's UI and scheduler too (~0.7 GB; `make airflow-ui`)."),
     ] = False,
 ) -> None:
-    """Start the embedded stack (idempotent) and print its status."""
+    """Start the stack (idempotent) and print its status; STACK=compose: docker-compose.yml."""
+    if get_settings().stack == "compose":
+        from fraudlab import compose
+
+        raise typer.Exit(compose.up(get_settings(), traffic=traffic))
     from fraudlab import stack
 
     raise typer.Exit(stack.up(get_settings(), traffic=traffic, airflow=airflow))
 
 
 @app.command()
-def down() -> None:
+def deploy(
+    show_diff: Annotated[
+        bool,
+        typer.Option(
+            "--diff", help="Only show how the release serving runs differs from the working tree."
+        ),
+    ] = False,
+) -> None:
+    """Ship the working tree's code to serving (a new release), or show what serving runs."""
+    from fraudlab import releases, stack
+
+    settings = get_settings()
+    if not show_diff:
+        raise typer.Exit(stack.deploy(settings))
+    release = releases.current(settings)
+    if release is None:
+        typer.echo("nothing deployed yet: `fraudlab up` deploys the working tree")
+        raise typer.Exit(2)
+    text = releases.diff(release)
+    typer.echo(text or f"serving runs {release.describe()}: the same code as the working tree")
+
+
+@app.command()
+def down(
+    volumes: Annotated[
+        bool, typer.Option(help="Containerised stack: delete its volumes too (all its data).")
+    ] = False,
+) -> None:
     """Stop every process the stack started (and nothing else)."""
+    if get_settings().stack == "compose":
+        from fraudlab import compose
+
+        raise typer.Exit(compose.down(get_settings(), volumes=volumes))
     from fraudlab import stack
 
     raise typer.Exit(stack.down(get_settings()))

@@ -38,6 +38,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from fraudlab import releases
 from fraudlab.settings import REPO_ROOT, Settings
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -224,6 +225,7 @@ def _spawn(
     command: list[str],
     url: str,
     extra_env: dict[str, str] | None = None,
+    cwd: Path = REPO_ROOT,
 ) -> Started:
     """Start ``command`` detached in its own session, logging to ``<log_dir>/<component>.log``."""
     log_path = log_file(settings, component)
@@ -236,7 +238,7 @@ def _spawn(
         log.flush()
         proc = subprocess.Popen(
             command,
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -472,6 +474,7 @@ class Server:
     timeout_s: float
     command: list[str]
     extra_env: dict[str, str]
+    cwd: Path = REPO_ROOT
 
 
 def _ensure_servers(settings: Settings, servers: list[Server]) -> bool:
@@ -496,7 +499,9 @@ def _ensure_servers(settings: Settings, servers: list[Server]) -> bool:
                     f"start; set {server.port_variable} to a free port, then `fraudlab up`"
                 )
                 return False
-            record = _spawn(settings, server.name, server.command, server.url, server.extra_env)
+            record = _spawn(
+                settings, server.name, server.command, server.url, server.extra_env, server.cwd
+            )
             where = f"on {server.url}" if server.port is not None else f"(health: {server.url})"
             console.print(f"[bold cyan]→[/] started {server.name} (pid {record.pid}) {where}")
         waits.append((server, record))
@@ -608,7 +613,18 @@ def _bootstrap(settings: Settings) -> bool:
     return True
 
 
+def serving_release(settings: Settings) -> releases.Release:
+    """The release serving runs; the first start deploys the working tree."""
+    release = releases.current(settings)
+    if release is None:
+        release = releases.find_or_build(settings)
+        releases.set_current(settings, release)
+        console.print(f"[green]✓[/] deployed the working tree to serving as {release.describe()}")
+    return release
+
+
 def _start_serving(settings: Settings) -> bool:
+    release = serving_release(settings) if not settings.serving_url else None
     command = [
         *_tool("bentoml"),
         "serve",
@@ -617,7 +633,11 @@ def _start_serving(settings: Settings) -> bool:
         settings.bind_host,
         "--port",
         str(settings.serving_port),
+        *(["--working-dir", str(release.path)] if release else []),
     ]
+    # The release's packages come first on the path: serving imports what was deployed, not
+    # the working tree the project is installed from.
+    release_env = {"PYTHONPATH": str(release.path)} if release else {}
     return _ensure_server(
         settings,
         Server(
@@ -632,7 +652,8 @@ def _start_serving(settings: Settings) -> bool:
             command=command,
             # BentoML empties $BENTOML_HOME/prometheus_multiproc_dir at start: two stacks sharing
             # the default home would overwrite each other's /metrics. Each stack gets its own.
-            extra_env={"BENTOML_HOME": str(settings.home.resolve() / "bentoml")},
+            extra_env={"BENTOML_HOME": str(settings.home.resolve() / "bentoml"), **release_env},
+            cwd=release.path if release else REPO_ROOT,
         ),
     )
 
@@ -824,6 +845,31 @@ def _stop(settings: Settings, component: str) -> str | None:
     )
 
 
+def deploy(settings: Settings) -> int:
+    """Ship the working tree to serving: build (or reuse) its release and restart serving on it.
+
+    Requests arriving during the restart fail (the simulator retries them); 0 when serving is
+    ready on the new release.
+    """
+    if settings.serving_url:
+        console.print(
+            f"[bold red]✗[/] serving is external ({settings.serving_url}): deploy it where it runs"
+        )
+        return 2
+    before = releases.current(settings)
+    release = releases.find_or_build(settings)
+    if before is not None and before.id == release.id and serving_ready(settings):
+        console.print(f"[green]✓[/] serving already runs the working tree ({release.describe()})")
+        return 0
+    releases.set_current(settings, release)
+    was = f" (was {before.describe()})" if before else ""
+    console.print(f"[bold cyan]→[/] deploying {release.describe()} to serving{was}")
+    message = _stop(settings, "serving")
+    if message:
+        console.print(f"  {message}")
+    return 0 if _start_serving(settings) else 1
+
+
 def down(settings: Settings) -> int:
     """Stop the processes ``up`` started (Airflow, traffic, serving, Evidently, MLflow), nothing
     else."""
@@ -937,6 +983,9 @@ def status(
     all_ok &= ready
     version = served_model_version(settings) if ready else None
     detail = f"model version {version}" if version else "GET /readyz"
+    release = releases.current(settings) if not settings.serving_url else None
+    if release is not None:
+        detail += f", release {release.describe()}"
     table.add_row(
         "serving",
         _pid_cell(settings, "serving", bool(settings.serving_url)),
