@@ -123,12 +123,12 @@ monitor:
 materialize:
 	$(FRAUDLAB) materialize
 
-## DAG fraudlab_retrain: validate, train a challenger, gates, promote, reload (needs MLflow)
+## DAG fraudlab_retrain: validate, training set, train, evaluate, gates, register, promote, reload
 .PHONY: retrain
 retrain:
 	$(FRAUDLAB) retrain
 
-## DAG fraudlab_monitor: every monitor; a drift alert triggers fraudlab_retrain
+## DAG fraudlab_monitor: every monitor; a drift alert triggers fraudlab_retrain, run next
 .PHONY: monitor-dag
 monitor-dag:
 	$(FRAUDLAB) monitor-dag

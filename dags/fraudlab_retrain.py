@@ -38,11 +38,20 @@ from airflow.sdk import dag, task
 DEFAULT_ARGS = {"owner": "fraudlab", "retries": 1, "retry_delay": timedelta(minutes=1)}
 
 
-def _verdict(exc: Exception) -> Exception:
-    """A failed data check or gate, as a task failure that is not retried."""
+def _stage(function: str, *args: str, **kwargs: str) -> str:
+    """``fraudlab.tasks.<function>(settings, ...)``. A verdict (failed data validation, failed
+    gate) fails the task for good: a retry would reach the same verdict."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    return AirflowFailException(str(exc))
+    from fraudlab import tasks
+    from fraudlab.settings import get_settings
+    from pipelines.gates import GateFailure
+    from pipelines.validation import DataValidationError
+
+    try:
+        return getattr(tasks, function)(get_settings(), *args, **kwargs)
+    except (DataValidationError, GateFailure) as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 @dag(
@@ -59,79 +68,43 @@ def fraudlab_retrain() -> None:
     @task
     def validate_data(dag_run=None) -> str:
         """Open the training run and validate its raw feed; returns the run directory."""
-        from fraudlab import tasks
-        from fraudlab.settings import get_settings
-        from pipelines.validation import DataValidationError
-
         reason = ((dag_run.conf if dag_run else None) or {}).get("reason", "manual")
-        try:
-            return tasks.start_training_run(get_settings(), reason=reason)
-        except DataValidationError as exc:
-            raise _verdict(exc) from exc
+        return _stage("start_training_run", reason=reason)
 
     @task
     def build_training_set(run_dir: str) -> str:
         """Point-in-time training set through Feast, validated before any fitting."""
-        from fraudlab import tasks
-        from fraudlab.settings import get_settings
-        from pipelines.validation import DataValidationError
-
-        try:
-            return tasks.build_training_set(get_settings(), run_dir)
-        except DataValidationError as exc:
-            raise _verdict(exc) from exc
+        return _stage("build_training_set", run_dir)
 
     @task
     def train(run_dir: str) -> str:
         """LightGBM, calibration and the cost-optimal threshold."""
-        from fraudlab import tasks
-        from fraudlab.settings import get_settings
-
-        return tasks.train_model(get_settings(), run_dir)
+        return _stage("train_model", run_dir)
 
     @task
     def evaluate(run_dir: str) -> str:
         """Metrics, slices, ONNX export and parity, latency; the bundle."""
-        from fraudlab import tasks
-        from fraudlab.settings import get_settings
-
-        return tasks.evaluate_model(get_settings(), run_dir)
+        return _stage("evaluate_model", run_dir)
 
     @task
     def gates(run_dir: str) -> str:
         """The promotion gates against the champion; fails with the report unless all pass."""
-        from fraudlab import tasks
-        from fraudlab.settings import get_settings
-        from pipelines.gates import GateFailure
-
-        try:
-            return tasks.gate_training_run(get_settings(), run_dir)
-        except GateFailure as exc:
-            raise _verdict(exc) from exc
+        return _stage("gate_training_run", run_dir)
 
     @task
     def register(run_dir: str) -> str:
         """Log the run to MLflow and register the model under the alias 'challenger'."""
-        from fraudlab import tasks
-        from fraudlab.settings import get_settings
-
-        return tasks.register_training_run(get_settings(), run_dir)
+        return _stage("register_training_run", run_dir)
 
     @task
     def promote(run_dir: str) -> str:
-        """Move 'champion' to the new version (the old one kept for rollback)."""
-        from fraudlab import tasks
-        from fraudlab.settings import get_settings
-
-        return tasks.promote_training_run(get_settings(), run_dir)
+        """Move 'champion' to the new version (the old one kept for rollback); its version."""
+        return _stage("promote_training_run", run_dir)
 
     @task
-    def reload_serving(version: str) -> None:
+    def reload_serving(version: str) -> str:
         """Ask serving to load the new champion now (skipped when serving is not up)."""
-        from fraudlab import tasks
-        from fraudlab.settings import get_settings
-
-        tasks.reload_serving(get_settings(), version)
+        return _stage("reload_serving", version)
 
     run_dir = validate_data()
     registered = register(gates(evaluate(train(build_training_set(run_dir)))))

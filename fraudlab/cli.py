@@ -263,7 +263,9 @@ def materialize() -> None:
 
 @app.command()
 def retrain() -> None:
-    """Run the DAG fraudlab_retrain once: validate, train a challenger, gates, reload serving.
+    """Run the DAG fraudlab_retrain once: validate, build the training set, train, evaluate,
+    gates, register, promote, reload serving (one task per stage, sharing a run directory
+    under <home>/training). A failed data check or gate stops it; the champion stays.
 
     Needs MLflow up (`make up`). Airflow's home is <home>/airflow (SQLite, created on first use).
     """
@@ -272,7 +274,11 @@ def retrain() -> None:
 
 @app.command(name="monitor-dag")
 def monitor_dag() -> None:
-    """Run the DAG fraudlab_monitor once: every monitor; a drift alert triggers a retrain."""
+    """Run the DAG fraudlab_monitor once: every monitor; a drift alert triggers a retrain.
+
+    With no scheduler, the retrain it triggered is run next (`airflow dags test`, with the
+    trigger's conf) and its outcome printed; the exit code is the first failure of either.
+    """
     _run_dag("fraudlab_monitor")
 
 

@@ -162,9 +162,9 @@ def gate_training_run(settings: Settings, run_dir: str) -> str:
     from pipelines import gates
 
     code, report = gates.gate_training_run(settings, Path(run_dir), progress=step)
-    print(report)
     if code != 0:
-        raise gates.GateFailure(report)
+        raise gates.GateFailure(report)  # the task log ends with it
+    print(report)
     return run_dir
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from fraudlab.airflow import DAGS_FOLDER, airflow_environment, airflow_home
 from fraudlab.settings import REPO_ROOT
 from tests.conftest import small_settings
@@ -32,3 +36,23 @@ def test_fraudlab_variables_reach_the_tasks_and_the_home_wins(tmp_path):
     assert env["PYTHONPATH"].split(":") == [str(REPO_ROOT), "/x"]
     # fields set on the settings object (here the small world) reach the tasks too
     assert env["FRAUDLAB_N_USERS"] == str(settings.n_users) != "20000"
+
+
+def test_structured_settings_reach_the_tasks_as_values_they_parse_back(tmp_path):
+    from fraudlab.settings import Settings
+
+    settings = small_settings(
+        tmp_path / "home", train_lgbm_params={"num_leaves": 4, "feature_fraction": 0.2}
+    )
+    env = airflow_environment(settings, base={})
+    assert json.loads(env["FRAUDLAB_TRAIN_LGBM_PARAMS"]) == {
+        "num_leaves": 4,
+        "feature_fraction": 0.2,
+    }
+    fraudlab_env = {k: v for k, v in env.items() if k.startswith("FRAUDLAB_")}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in fraudlab_env.items():
+            patch.setenv(key, value)
+        task_side = Settings(_env_file=None)
+    assert task_side.train_lgbm_params == settings.train_lgbm_params
+    assert task_side.n_users == settings.n_users and task_side.home == settings.home.resolve()
