@@ -186,3 +186,28 @@ def test_freshness_stays_ok_after_the_replay_crossed_midnight(stack) -> None:
         for name in ("user_stats", "merchant_stats", "user_device_stats"):
             assert pd.Timestamp(views[name]["materialized_until"]) >= midnight, views[name]
     assert report["status"] == "ok", report
+
+
+def test_a_clock_two_days_past_the_last_materialisation_alerts(stack, monitored) -> None:
+    """Materialisation stopped: the clock moves on two simulated days and nothing loads the
+    online store. The registry's intervals say so, and the batch views alert; the clock is put
+    back afterwards for the files sharing the stack."""
+    from pipelines.data import clock_path, write_clock
+
+    path = clock_path(stack.settings)
+    saved = path.read_bytes() if path.exists() else None
+    try:
+        write_clock(stack.settings, read_clock(stack.settings) + pd.Timedelta(days=2))
+        result = stack.cli("monitor", "freshness", timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = _report(_runs(stack.settings)[-1], "freshness")
+    finally:
+        if saved is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(saved)
+    views = {v["view"]: v for v in report["views"]}
+    assert report["status"] == "alert"
+    for name in ("user_stats", "merchant_stats", "user_device_stats", "user_profile"):
+        assert views[name]["status"] == "alert", views[name]
+        assert "stopped" in views[name]["detail"]
