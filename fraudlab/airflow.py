@@ -42,14 +42,7 @@ def airflow_environment(
     env = dict(os.environ if base is None else base)
     # Tasks build Settings from FRAUDLAB_* variables: whatever this process was given another
     # way (a test's Settings object, a .env file) must reach them the same way.
-    # Values as the environment carries them: JSON for structured ones (a dict's repr would not
-    # parse back), plain text for the rest.
-    given = settings.model_dump(mode="json", include=settings.model_fields_set)
-    for name, value in sorted(given.items()):
-        if value is not None:
-            text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-            env[f"FRAUDLAB_{name.upper()}"] = text
-    env["FRAUDLAB_HOME"] = str(settings.home.resolve())
+    env.update(settings.environment())
     env.update(
         {
             "AIRFLOW_HOME": str(home),

@@ -95,6 +95,80 @@ def deploy(
     typer.echo(text or f"serving runs {release.describe()}: the same code as the working tree")
 
 
+config_app = typer.Typer(
+    help="The stack's live configuration overrides (<home>/overrides.env).",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.callback()
+def config_show(
+    ctx: typer.Context,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Every setting, not only the changed ones.")
+    ] = False,
+) -> None:
+    """Show the effective settings that differ from the defaults, and where each comes from."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from fraudlab import config
+
+    settings = get_settings()
+    rows = [r for r in config.effective(settings) if show_all or r.source != "default"]
+    for row in rows:
+        typer.echo(f"{row.name:<32} {row.value!s:<24} ({row.source})")
+    if not rows:
+        typer.echo("every setting has its default value (`fraudlab config --all` lists them)")
+    if settings.overridden:
+        typer.echo(f"\noverrides file: {config.overrides_path(settings)}")
+
+
+@config_app.command("set")
+def config_set(
+    assignments: Annotated[
+        list[str], typer.Argument(help="NAME=VALUE pairs, e.g. psi_alert=0.25")
+    ],
+) -> None:
+    """Override settings for this stack (validated; read by processes as they start)."""
+    from fraudlab import config
+
+    try:
+        path = config.set_overrides(get_settings(), config.parse_assignments(assignments))
+    except config.ConfigError as exc:
+        typer.echo(f"✗ {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"written to {path}: {config.STARTUP_ONLY_HINT}")
+
+
+@config_app.command("unset")
+def config_unset(
+    names: Annotated[list[str], typer.Argument(help="Settings to return to their usual value.")],
+) -> None:
+    """Remove overrides."""
+    from fraudlab import config
+
+    try:
+        removed = config.unset_overrides(get_settings(), names)
+    except config.ConfigError as exc:
+        typer.echo(f"✗ {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"removed: {', '.join(removed) or 'nothing (none of them was overridden)'}")
+    if removed:
+        typer.echo(config.STARTUP_ONLY_HINT)
+
+
+@app.command()
+def restart(
+    component: Annotated[str, typer.Argument(help="serving, traffic or evidently.")],
+) -> None:
+    """Restart one component with the settings as they are now (overrides included)."""
+    from fraudlab import stack
+
+    raise typer.Exit(stack.restart(get_settings(), component))
+
+
 @app.command()
 def down(
     volumes: Annotated[

@@ -1,7 +1,8 @@
 """One typed settings object for every fraudlab process.
 
 Owns: reading configuration from the environment (``FRAUDLAB_*`` variables, or a ``.env``
-file in the working directory) and deriving the paths and URLs every component agrees on.
+file in the working directory), the stack's live overrides (``<home>/overrides.env``, written
+by ``fraudlab config set``), and deriving the paths and URLs every component agrees on.
 Must not: import heavy libraries or touch the disk beyond resolving paths, because every
 process (serving, pipelines, DAG tasks, the CLI) imports it first.
 
@@ -10,21 +11,134 @@ The embedded stack and the containerised stack differ only in these values.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, computed_field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PrivateAttr, SecretStr, TypeAdapter, computed_field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+OVERRIDES_FILE = "overrides.env"
+PREFIX = "FRAUDLAB_"
+
+
+def read_overrides(home: Path) -> dict[str, str]:
+    """``<home>/overrides.env`` as field name → raw value (comments and blanks skipped)."""
+    from dotenv import dotenv_values
+
+    path = Path(home).resolve() / OVERRIDES_FILE
+    if not path.exists():
+        return {}
+    return {
+        key[len(PREFIX) :].lower(): value
+        for key, value in dotenv_values(path).items()
+        if key.startswith(PREFIX) and value is not None
+    }
+
+
+class _StackOverrides(PydanticBaseSettingsSource):
+    """The live overrides of the stack at ``home`` (found through the other sources).
+
+    They rank just below values passed to the constructor: above the process environment, so
+    a change reaches every process of the stack that starts after it, whatever environment its
+    parent handed down (``Settings.environment`` leaves overridden fields out for that reason).
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], *home_sources) -> None:
+        super().__init__(settings_cls)
+        self.home_sources = home_sources
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - __call__ does the work
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, object]:
+        home = next(
+            (found["home"] for source in self.home_sources if "home" in (found := source())),
+            self.settings_cls.model_fields["home"].default,
+        )
+        fields = self.settings_cls.model_fields
+        return {k: v for k, v in read_overrides(Path(home)).items() if k in fields and k != "home"}
 
 
 class Settings(BaseSettings):
-    """Every tunable of the stack. Each field maps to ``FRAUDLAB_<FIELD>`` (upper case)."""
+    """Every tunable of the stack. Each field maps to ``FRAUDLAB_<FIELD>`` (upper case).
+
+    Precedence: constructor arguments, then the stack's live overrides
+    (``<home>/overrides.env``), then ``FRAUDLAB_*`` environment variables, then ``.env``, then
+    the defaults below.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="FRAUDLAB_", env_file=".env", extra="ignore", frozen=True
     )
+    _overridden: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        overrides = _StackOverrides(settings_cls, init_settings, env_settings, dotenv_settings)
+        return init_settings, overrides, env_settings, dotenv_settings, file_secret_settings
+
+    def model_post_init(self, context: object, /) -> None:
+        # Which fields the overrides file decided (a constructor argument beats it).
+        overridden = set()
+        for name, raw in read_overrides(self.home).items():
+            field = type(self).model_fields.get(name)
+            if field is None or name == "home":
+                continue
+            try:
+                value = TypeAdapter(field.annotation).validate_python(raw)
+            except ValueError:
+                continue
+            if value == getattr(self, name):
+                overridden.add(name)
+        self._overridden = frozenset(overridden)
+
+    @property
+    def overridden(self) -> frozenset[str]:
+        """Fields whose value came from ``<home>/overrides.env`` when these settings were read."""
+        return self._overridden
+
+    def environment(self) -> dict[str, str]:
+        """``FRAUDLAB_*`` variables that give a child process these settings.
+
+        Every field is passed (a child may run elsewhere, where this ``.env`` is not found),
+        except secrets and the overridden ones: the child reads the overrides file itself, so it sees the
+        stack's configuration as it is when it starts, not as it was when its parent started.
+        Structured values travel as JSON.
+        """
+        env = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is None or name in self._overridden:
+                continue
+            if isinstance(getattr(self, name), SecretStr):
+                continue  # secrets are not handed down (a dump would pass "**********")
+            text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+            env[f"{PREFIX}{name.upper()}"] = text
+        env[f"{PREFIX}HOME"] = str(self.home.resolve())
+        return env
+
+    def reloaded(self) -> Settings:
+        """These settings read again: constructor values kept, overrides and environment anew
+        (after ``fraudlab config set`` or a scenario reset changed ``<home>/overrides.env``)."""
+        given = {
+            name: getattr(self, name)
+            for name in self.model_fields_set
+            if name not in self._overridden
+        }
+        return type(self)(**given)
 
     # --- where state lives -------------------------------------------------------------
     home: Path = Field(

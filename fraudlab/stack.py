@@ -204,17 +204,13 @@ _LAUNCH_ENVIRONMENT = dict(os.environ)
 
 
 def _child_environment(settings: Settings) -> dict[str, str]:
-    """The launch environment plus every setting, so children see the same configuration
-    even when it came from a ``.env`` file in another working directory."""
+    """The launch environment plus the settings (``Settings.environment``), so children see the
+    same configuration even when it came from a ``.env`` file in another working directory."""
     env = dict(_LAUNCH_ENVIRONMENT)
     multiproc = env.get("PROMETHEUS_MULTIPROC_DIR")
     if multiproc and not Path(multiproc).is_dir():
         del env["PROMETHEUS_MULTIPROC_DIR"]
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if value is not None:
-            env[f"FRAUDLAB_{name.upper()}"] = str(value)
-    env["FRAUDLAB_HOME"] = str(settings.home.resolve())
+    env.update(settings.environment())
     env["PYTHONUNBUFFERED"] = "1"  # logs appear while the process runs, not at exit
     return env
 
@@ -843,6 +839,29 @@ def _stop(settings: Settings, component: str) -> str | None:
         f"{component}: {how} pid {record.pid} ({len(tree)} processes) "
         f"in {time.monotonic() - started:.1f}s"
     )
+
+
+RESTARTABLE = ("serving", "traffic", "evidently")
+
+
+def restart(settings: Settings, component: str) -> int:
+    """Stop one component we started and start it again with the settings as they are now
+    (``Settings.reloaded``: live overrides changed since this process started apply)."""
+    if component not in RESTARTABLE:
+        console.print(
+            f"[bold red]✗[/] cannot restart '{component}': choose one of {', '.join(RESTARTABLE)}"
+        )
+        return 2
+    fresh = settings.reloaded()
+    message = _stop(fresh, component)
+    if message:
+        console.print(f"[green]✓[/] {message}")
+    started = {
+        "serving": _start_serving,
+        "traffic": _start_traffic,
+        "evidently": lambda s: _ensure_server(s, _evidently_server(s)),
+    }[component](fresh)
+    return 0 if started else 1
 
 
 def deploy(settings: Settings) -> int:

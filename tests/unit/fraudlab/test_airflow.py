@@ -26,16 +26,22 @@ def test_airflow_lives_under_the_fraudlab_home_with_sqlite_and_the_repo_dags(tmp
     assert env["PATH"] == "/usr/bin"
 
 
-def test_fraudlab_variables_reach_the_tasks_and_the_home_wins(tmp_path):
-    settings = small_settings(tmp_path / "home")
-    base = {"FRAUDLAB_MLFLOW_PORT": "5999", "FRAUDLAB_HOME": "/elsewhere", "PYTHONPATH": "/x"}
+def test_the_settings_object_reaches_the_tasks_and_overrides_stay_live(tmp_path):
+    settings = small_settings(tmp_path / "home", mlflow_port=5999)
+    base = {"FRAUDLAB_MLFLOW_PORT": "1234", "FRAUDLAB_HOME": "/elsewhere", "PYTHONPATH": "/x"}
     env = airflow_environment(settings, base=base)
+    # the settings object this process was given decides, over what its environment said
     assert env["FRAUDLAB_MLFLOW_PORT"] == "5999"
-    # the settings object this process was given decides where the tasks' state lives
     assert env["FRAUDLAB_HOME"] == str((tmp_path / "home").resolve())
     assert env["PYTHONPATH"].split(":") == [str(REPO_ROOT), "/x"]
     # fields set on the settings object (here the small world) reach the tasks too
     assert env["FRAUDLAB_N_USERS"] == str(settings.n_users) != "20000"
+    # a live override is read by each task itself, not frozen into its environment
+    (tmp_path / "home").mkdir(exist_ok=True)
+    (tmp_path / "home" / "overrides.env").write_text("FRAUDLAB_PSI_BINS=50\n")
+    overridden = settings.reloaded()
+    assert overridden.psi_bins == 50 and "psi_bins" in overridden.overridden
+    assert "FRAUDLAB_PSI_BINS" not in airflow_environment(overridden, base={})
 
 
 def test_structured_settings_reach_the_tasks_as_values_they_parse_back(tmp_path):
