@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from pipelines.registry import CHALLENGER, CHAMPION, resolve_alias, version_tags
+from pipelines.registry import CHALLENGER, CHAMPION, client, resolve_alias, version_tags
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -72,6 +72,40 @@ def test_retrain_dag_trains_gates_promotes_and_reloads_serving(stack) -> None:
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     assert resolve_alias(settings, CHAMPION)[0] == champion_before[0]
     httpx.post(f"{stack.url}/reload", json={}, timeout=10.0).raise_for_status()
+
+
+def test_a_retrain_the_gates_refuse_registers_nothing_and_leaves_the_champion(stack) -> None:
+    """A weakened training configuration: the gates task fails with the report, at once (a
+    verdict is not retried), and nothing after it runs."""
+    settings = stack.settings
+    champion_before = resolve_alias(settings, CHAMPION)
+    registry = client(settings)
+    versions_before = len(registry.search_model_versions(f"name='{settings.model_name}'"))
+    weak = {
+        "FRAUDLAB_TRAIN_LGBM_PARAMS": json.dumps({"num_leaves": 4, "feature_fraction": 0.2}),
+        "FRAUDLAB_TRAIN_NUM_BOOST_ROUND": "40",
+    }
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "fraudlab.cli", "retrain"],
+        env={**stack.env, **weak},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    print(f"\nfraudlab retrain refused by the gates: {time.perf_counter() - started:.1f}s")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-6000:]
+    assert _ended(output, "gates") and not _ended(output, "register"), output[-6000:]
+    assert "| quality | **FAIL** |" in output
+    assert "AirflowFailException" in output and "up_for_retry" not in output
+    assert resolve_alias(settings, CHAMPION) == champion_before
+    assert resolve_alias(settings, CHALLENGER) is None
+    assert len(registry.search_model_versions(f"name='{settings.model_name}'")) == versions_before
+    run = max(settings.training_dir.iterdir())
+    assert json.loads((run / "gates.json").read_text())["passed"] is False
+    assert not (run / "registered.json").exists()
 
 
 def test_monitor_dag_judges_the_log_and_decides(stack) -> None:
