@@ -28,7 +28,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from features.transforms import REQUEST_FIELDS, STORED_FEATURES, build_model_inputs, to_matrix
+from features.transforms import (
+    PASSTHROUGH_FEATURES,
+    REQUEST_FIELDS,
+    STORED_FEATURES,
+    build_model_inputs,
+    to_matrix,
+)
 from fraudlab.settings import Settings
 from monitoring import sources
 
@@ -151,12 +157,20 @@ def compare_scores(
     return ScoreSkew(int(served.size), int((diff > tolerance).sum()), float(diff.max()))
 
 
-def served_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def stored_names(offline: pd.DataFrame) -> list[str]:
+    """The stored features to compare: every model's, plus the pass-through features the
+    model's feature service serves (``fraud_model_v2``'s dispute count)."""
+    return [*STORED_FEATURES, *(f for f in PASSTHROUGH_FEATURES if f in offline.columns)]
+
+
+def served_frame(
+    records: list[dict[str, Any]], names: list[str] | tuple[str, ...] = STORED_FEATURES
+) -> pd.DataFrame:
     """The stored features each record was served with, indexed by request id."""
     return pd.DataFrame.from_records(
         [r["features"] for r in records],
         index=pd.Index([r[KEY] for r in records], name=KEY),
-        columns=list(STORED_FEATURES),
+        columns=list(names),
     )
 
 
@@ -183,7 +197,7 @@ def offline_inputs(records: list[dict[str, Any]], stored: pd.DataFrame) -> pd.Da
     columns: dict[str, object] = {
         name: [r["request"].get(name) for r in records] for name in REQUEST_FIELDS
     }
-    for name in STORED_FEATURES:
+    for name in stored_names(stored):
         columns[name] = stored[name].astype(object).where(stored[name].notna(), None).to_list()
     return pd.DataFrame(build_model_inputs(columns), index=pd.Index(keys, name=KEY))
 
@@ -228,7 +242,8 @@ def compute_skew(
     champion scored only: another version's score is not comparable)."""
     if not records:
         return SkewResult("insufficient_data", 0, model_version=model_version)
-    features = compare_features(served_frame(records), offline, STORED_FEATURES)
+    names = stored_names(offline)
+    features = compare_features(served_frame(records, names), offline, names)
     result = SkewResult("ok", len(records), features, model_version=model_version)
     # Inputs are compared on the requests found offline: a request the join lost is already a
     # mismatch of every stored feature, and has no offline inputs to compare.
