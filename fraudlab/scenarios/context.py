@@ -178,10 +178,86 @@ class ScenarioContext:
             raise RuntimeError(
                 "serving is external (FRAUDLAB_SERVING_URL is set): restart it where it runs"
             )
-        target = self.settings.model_copy(update=overrides) if overrides else self.settings
+        fresh = self.settings.reloaded()  # live overrides written since this process started
+        target = fresh.model_copy(update=overrides) if overrides else fresh
         stack._stop(self.settings, "serving")
         if not stack._start_serving(target):
             raise RuntimeError("serving did not become ready after the restart")
+
+    # --- incidents: what the running system is made of ---------------------------------------
+
+    def set_config(self, **values: Any) -> None:
+        """Write live overrides (``fraudlab config set``): every process of the stack started
+        from now on reads them; restart the ones that must pick them up now."""
+        from fraudlab import config
+
+        config.set_overrides(self.settings, {k: str(v) for k, v in values.items()})
+
+    def unset_config(self, *names: str) -> None:
+        from fraudlab import config
+
+        config.unset_overrides(self.settings, names)
+
+    def deploy(self, changes: Mapping[str, str] | None = None) -> str:
+        """Deploy a serving release built from the working tree with ``changes`` (repository
+        path → new file text) on top, and restart serving on it; returns the release id. With
+        no changes: the working tree as it is (what ``fraudlab deploy`` does)."""
+        from fraudlab import releases
+
+        release = (
+            releases.build(self.settings, REPO_ROOT, changes)
+            if changes
+            else releases.find_or_build(self.settings, REPO_ROOT)
+        )
+        releases.set_current(self.settings, release)
+        self.restart_serving()
+        return release.id
+
+    def traffic_running(self) -> bool:
+        from fraudlab import stack
+
+        return stack.running(self.settings, "traffic") is not None
+
+    def stop_traffic(self) -> bool:
+        """Stop the paced simulator; True if it was running."""
+        from fraudlab import stack
+
+        was = self.traffic_running()
+        stack._stop(self.settings, "traffic")
+        return was
+
+    def start_traffic(self) -> None:
+        from fraudlab import stack
+
+        if not stack._start_traffic(self.settings.reloaded()):
+            raise RuntimeError("the traffic simulator did not start")
+
+    def fast_forward(self, hours: float, workers: int = 4, timeout_s: float = 600.0) -> None:
+        """Replay ``hours`` of simulated time as fast as serving answers (the paced simulator
+        is paused meanwhile), so that monitors have the traffic a symptom needs."""
+        was_running = self.stop_traffic()
+        try:
+            self.fraudlab(
+                "simulate",
+                "--fast-forward-hours",
+                str(hours),
+                "--workers",
+                str(workers),
+                timeout=timeout_s,
+            )
+        finally:
+            if was_running:
+                self.start_traffic()
+
+    def cache_dir(self, name: str) -> Path:
+        """A directory that survives resets, for expensive things a scenario builds once (a
+        model it registers at inject). The name on disk is a hash: it never names anything."""
+        import hashlib
+
+        digest = hashlib.sha256(f"{self.scenario_id}:{name}".encode()).hexdigest()[:16]
+        path = self.settings.home.resolve() / "lab" / "cache" / digest
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
         """Poll ``predicate`` every half second; raise ``TimeoutError`` naming ``what``."""

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
-from fraudlab.scenarios import crypto
+from fraudlab.scenarios import baseline, crypto
 from fraudlab.scenarios.catalogue import (
     BRIEF,
     MANIFEST,
@@ -229,7 +229,10 @@ class Lab:
             with captured() as log:
                 checks = self.steady_state(scenario, module, ctx)
                 state.baseline = self._baseline()
-            failing = [c for c in checks if not c.ok]
+                failing = [c for c in checks if not c.ok]
+                if not failing and scenario.manifest.baseline:
+                    # what reset returns to: the stack as it is now, verified healthy
+                    baseline.take(self.settings)
             if failing:
                 lines = "\n".join(f"  NO  {c.description}" for c in failing)
                 raise LabError(
@@ -348,6 +351,8 @@ class Lab:
         try:
             with captured() as log:
                 module.reset(ctx)
+                if scenario.manifest.baseline and baseline.exists(self.settings):
+                    baseline.restore(self.settings, log=ctx.log)
                 checks = self.steady_state(scenario, module, ctx)
         except Exception:  # noqa: BLE001 - the state stays, so reset can be retried
             state.log += log.getvalue() + traceback.format_exc()

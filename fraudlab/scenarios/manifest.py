@@ -79,6 +79,12 @@ class Manifest(BaseModel):
         default_factory=list,
         description="Words that would give the cause away: never in candidate-facing output.",
     )
+    baseline: bool = Field(
+        default=False,
+        description="Snapshot the embedded stack's state at break and restore it at reset "
+        "(fraudlab.scenarios.baseline): data, feature store, registry aliases, serving release, "
+        "live overrides; prediction records written meanwhile are archived. Incidents want it.",
+    )
 
     @field_validator("variants", mode="before")
     @classmethod
