@@ -148,7 +148,7 @@ class Settings(BaseSettings):
 
     # --- synthetic data ------------------------------------------------------------------
     seed: int = Field(default=7, description="Seed of the synthetic data generator.")
-    n_users: int = Field(default=20_000, description="Number of card holders.")
+    n_users: int = Field(default=10_000, description="Number of card holders.")
     n_merchants: int = Field(default=1_500, description="Number of merchants.")
     history_days: int = Field(
         default=90, description="Days of history before 'now' (training data comes from here)."
