@@ -574,31 +574,41 @@ def _mlflow_server(settings: Settings) -> Server:
     )
 
 
-def _bootstrap(settings: Settings) -> bool:
+def bootstrap(settings: Settings) -> bool:
     """Data, features and a champion model: each stage skips itself when already done."""
     from features.transforms import TRANSFORM_VERSION
     from fraudlab import tasks
+    from pipelines.data import read_meta
     from pipelines.registry import CHAMPION, resolve_alias, version_tags
 
     try:
         tasks.prepare_data(settings)
         tasks.prepare_features(settings)
         champion = resolve_alias(settings)
-        trained_with = (
-            version_tags(settings, champion[0]).get("transform_version") if champion else None
-        )
-        if champion is None or trained_with != TRANSFORM_VERSION:
+        tags = version_tags(settings, champion[0]) if champion else {}
+        world = read_meta(settings)["transactions_hash"]
+        why = None
+        if champion is None:
+            why = f"no '{CHAMPION}' for model '{settings.model_name}'"
+        elif tags.get("transform_version") != TRANSFORM_VERSION:
             why = (
-                f"no '{CHAMPION}' for model '{settings.model_name}'"
-                if champion is None
-                else f"{CHAMPION} v{champion[0]} was trained with transform '{trained_with}', "
-                f"this code runs '{TRANSFORM_VERSION}' (serving would refuse it)"
+                f"{CHAMPION} v{champion[0]} was trained with transform "
+                f"'{tags.get('transform_version')}', this code runs '{TRANSFORM_VERSION}' "
+                "(serving would refuse it)"
             )
+        elif tags.get("world_hash") != world:
+            why = (
+                f"{CHAMPION} v{champion[0]} was trained on another generated world (the data "
+                "settings changed since)"
+            )
+        if why is not None:
             console.print(f"  {why}: training one")
             version = tasks.train_and_register(settings)
             console.print(f"[green]✓[/] registered {settings.model_name} version {version}")
         else:
             console.print(f"[green]✓[/] {CHAMPION} is {settings.model_name} version {champion[0]}")
+        if not settings.serving_url and running(settings, "serving") is None:
+            serving_release(settings)  # serving about to start: it runs the checked-out code
     except Exception as exc:  # noqa: BLE001 - reported with the next step; up then exits 1
         console.print(f"[bold red]✗[/] bootstrap failed: {type(exc).__name__}: {exc}")
         console.print(
@@ -610,17 +620,23 @@ def _bootstrap(settings: Settings) -> bool:
 
 
 def serving_release(settings: Settings) -> releases.Release:
-    """The release serving runs; the first start deploys the working tree."""
-    release = releases.current(settings)
-    if release is None:
-        release = releases.find_or_build(settings)
+    """Deploy the working tree as serving's release (reusing an identical one) and return it.
+
+    ``up`` calls it before it starts serving, so bringing the stack up serves the code that is
+    checked out; a running serving process keeps its release until ``fraudlab deploy``.
+    """
+    before = releases.current(settings)
+    release = releases.find_or_build(settings)
+    if before is None or before.id != release.id:
         releases.set_current(settings, release)
         console.print(f"[green]✓[/] deployed the working tree to serving as {release.describe()}")
     return release
 
 
 def _start_serving(settings: Settings) -> bool:
-    release = serving_release(settings) if not settings.serving_url else None
+    release = releases.current(settings) if not settings.serving_url else None
+    if release is None and not settings.serving_url:
+        release = serving_release(settings)
     command = [
         *_tool("bentoml"),
         "serve",
@@ -780,7 +796,7 @@ def up(settings: Settings, traffic: bool = True, airflow: bool = False) -> int:
     # Side by side (each is mostly interpreter start-up). The Evidently UI only reads the
     # workspace: it comes up even when bootstrap then fails, and its history is worth seeing.
     ok = _ensure_servers(settings, [_mlflow_server(settings), _evidently_server(settings)])
-    ok = ok and _bootstrap(settings) and _start_serving(settings)
+    ok = ok and bootstrap(settings) and _start_serving(settings)
     if ok and traffic:
         ok = _start_traffic(settings)
     if ok and airflow:

@@ -46,6 +46,9 @@ def prepare_data(settings: Settings, force: bool = False) -> bool:
             rows = data.build_feature_tables(settings)
         console.print("  " + ", ".join(f"{k}: {v:,}" for k, v in rows.items()))
         return True
+    archived = data.archive_predictions(settings)
+    if archived:
+        console.print(f"  the previous world's prediction log moved to {archived}")
     with step(
         f"generating {settings.n_users:,} users over "
         f"{settings.history_days}+{settings.future_days} days (seed {settings.seed})"

@@ -124,6 +124,24 @@ def generate_world(settings: Settings) -> dict:
     return meta
 
 
+def archive_predictions(settings: Settings) -> Path | None:
+    """Move the prediction log out of the monitors' way before a new world is generated.
+
+    Its records belong to the world that is being replaced (other users, another clock); the
+    monitors would judge them against the new one. Kept under
+    ``<prediction_log_dir>/archive/<UTC stamp>-previous-world/``; None when there was none.
+    """
+    current = sorted(settings.prediction_log_dir.glob("predictions-*.jsonl"))
+    if not current:
+        return None
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
+    target = settings.prediction_log_dir / "archive" / f"{stamp}-previous-world"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in current:
+        path.rename(target / path.name)
+    return target
+
+
 def read_raw(settings: Settings, name: str) -> pd.DataFrame:
     return pd.read_parquet(settings.data_dir / f"{name}.parquet")
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -46,7 +45,8 @@ import numpy as np
 import pandas as pd
 
 from features.transforms import build_model_inputs, model_features, to_matrix, transform_spec
-from fraudlab.settings import REPO_ROOT, Settings
+from fraudlab.lineage import git_commit
+from fraudlab.settings import Settings
 from pipelines import evaluation, export, validation
 from pipelines.data import (
     REQUEST_COLUMNS,
@@ -278,23 +278,6 @@ SLICES = {
     "region": "region",
     "account_age": "account_age",
 }
-
-
-def git_commit() -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def evaluation_markdown(
@@ -609,6 +592,8 @@ def evaluate(settings: Settings, run: TrainingRun) -> dict[str, Any]:
     tags = {
         "git_commit": git_commit(),
         "data_hash": meta["data_hash"],
+        # which generated world the training data came from (a new seed or size is another)
+        "world_hash": read_meta(settings)["transactions_hash"],
         "feature_service": run.feature_service,
         "transform_version": transform_spec()["version"],
         "data_validation": "; ".join(v["summary"] for v in validated.values()),

@@ -93,3 +93,16 @@ def test_merchant_chargeback_rate_uses_arrived_chargebacks_only(world) -> None:
     # no chargeback can have arrived within a day of the first transaction
     assert (first_week["merchant_chargeback_rate_30d"] == 0).all()
     assert table["merchant_chargeback_rate_30d"].max() > 0
+
+
+def test_a_new_world_moves_the_old_prediction_log_out_of_the_monitors_way(tmp_path) -> None:
+    from pipelines.data import archive_predictions
+    from tests.conftest import small_settings
+
+    settings = small_settings(tmp_path)
+    assert archive_predictions(settings) is None  # nothing logged yet
+    settings.prediction_log_dir.mkdir(parents=True)
+    (settings.prediction_log_dir / "predictions-2026-11-23.jsonl").write_text('{"a": 1}\n')
+    target = archive_predictions(settings)
+    assert target is not None and (target / "predictions-2026-11-23.jsonl").exists()
+    assert not list(settings.prediction_log_dir.glob("predictions-*.jsonl"))
