@@ -15,6 +15,14 @@ N ?=
 RPS ?=
 DURATION ?=
 ARGS ?=
+# make up STACK=compose (and status, logs, loadtest, monitor, retrain, …): the
+# containerised stack (docker-compose.yml) instead of local processes; the CLI reads
+# FRAUDLAB_STACK. make down STACK=compose VOLUMES=1 also deletes its data.
+STACK ?=
+VOLUMES ?=
+ifneq ($(STACK),)
+export FRAUDLAB_STACK := $(STACK)
+endif
 # make break S=<scenario id> SEED=<n> (the seed picks the variant; random when omitted).
 S ?=
 SEED ?=
@@ -25,7 +33,7 @@ SEED ?=
 # STACK                                                                         #
 #################################################################################
 
-## Start the embedded stack (installs uv and dependencies first; idempotent)
+## Start the stack (STACK=compose: containers; installs uv and dependencies first; idempotent)
 .PHONY: up
 up: sync
 	$(FRAUDLAB) up
@@ -35,10 +43,10 @@ up: sync
 airflow-ui: sync
 	$(FRAUDLAB) up --airflow
 
-## Stop every process the stack started (and nothing else)
+## Stop every process the stack started, nothing else (STACK=compose VOLUMES=1: wipe data)
 .PHONY: down
 down:
-	$(FRAUDLAB) down
+	$(FRAUDLAB) down $(if $(VOLUMES),--volumes)
 
 ## Show each component's health, the prediction log size and the label count
 .PHONY: status
@@ -49,6 +57,16 @@ status:
 .PHONY: logs
 logs:
 	$(FRAUDLAB) logs $(C) $(if $(N),--lines $(N))
+
+## Write the containerised stack's generated credentials into .env (only what is missing)
+.PHONY: env
+env: sync
+	$(FRAUDLAB) env
+
+## Build the containerised stack's images (a local Debian base when no registry answers)
+.PHONY: images
+images: sync
+	$(FRAUDLAB) images
 
 #################################################################################
 # PIPELINE STAGES                                                               #

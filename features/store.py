@@ -7,6 +7,7 @@ Must not: define features (``features.definitions``) or transform them (``featur
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from datetime import datetime, timedelta
@@ -21,11 +22,38 @@ if TYPE_CHECKING:
 FEATURE_REPO = Path(__file__).resolve().parent
 
 
+# A SQL registry is refreshed by a background thread this often: the request path never waits
+# for PostgreSQL (nor fails while it is down), and another process's `apply` shows within this
+# delay. A file registry is re-read when the file changes, on the spot (cache TTL 0 = no expiry).
+SQL_REGISTRY_REFRESH_S = 10
+
+
 def feast_environment(settings: Settings) -> dict[str, str]:
-    """The variables ``feature_store.yaml`` expands."""
+    """The variables ``feature_store.yaml`` expands, rendered from the settings.
+
+    Redis connections get a socket timeout and no retries: redis-py's default (3 retries with
+    exponential backoff) would hold a request for seconds while Redis is down, where serving's
+    fallback should answer at once (``serving.online_features``).
+    """
+    if settings.feast_registry_url:
+        registry = {"TYPE": "sql", "PATH": settings.feast_registry_url}
+        registry |= {"CACHE_MODE": "thread", "CACHE_TTL": str(SQL_REGISTRY_REFRESH_S)}
+    else:
+        registry = {"TYPE": "file", "PATH": str(settings.feast_registry)}
+        registry |= {"CACHE_MODE": "sync", "CACHE_TTL": "0"}
+    if settings.feast_redis:
+        # Feast's format: host:port,key=value,... (values parsed as JSON: null is None). Ours
+        # come before the configured options, so FRAUDLAB_FEAST_REDIS can override them.
+        address, *options = settings.feast_redis.split(",")
+        timeout = settings.redis_timeout_s
+        ours = [f"socket_timeout={timeout}", f"socket_connect_timeout={timeout}", "retry=null"]
+        online = {"type": "redis", "connection_string": ",".join([address, *ours, *options])}
+    else:
+        online = {"type": "sqlite", "path": str(settings.feast_online_path)}
     return {
-        "FRAUDLAB_FEAST_REGISTRY_PATH": str(settings.feast_registry),
-        "FRAUDLAB_FEAST_ONLINE_PATH": str(settings.feast_online_path),
+        **{f"FRAUDLAB_FEAST_REGISTRY_{key}": value for key, value in registry.items()},
+        # JSON is a YAML flow mapping, quoted safely whatever the path or password holds.
+        "FRAUDLAB_FEAST_ONLINE_STORE": json.dumps(online),
     }
 
 

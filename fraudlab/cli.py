@@ -188,6 +188,10 @@ def down(
 @app.command()
 def status() -> None:
     """Show each component, its URL and its health."""
+    if get_settings().stack == "compose":
+        from fraudlab import compose
+
+        raise typer.Exit(compose.status(get_settings()))
     from fraudlab import stack
     from fraudlab.scenarios.engine import Lab
 
@@ -202,11 +206,18 @@ def status() -> None:
 @app.command()
 def logs(
     component: Annotated[
-        str | None, typer.Argument(help="A component `fraudlab status` lists (default: all).")
+        str | None,
+        typer.Argument(
+            help="A component `fraudlab status` lists (compose: a service; default: all)."
+        ),
     ] = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="Lines per log.")] = 40,
 ) -> None:
     """Show the tail of the stack's logs."""
+    if get_settings().stack == "compose":
+        from fraudlab import compose
+
+        raise typer.Exit(compose.logs(get_settings(), component, lines))
     from fraudlab import stack
 
     raise typer.Exit(stack.logs(get_settings(), component, lines))
@@ -251,6 +262,10 @@ def loadtest(
     seconds: Annotated[int | None, typer.Option(help="Duration in seconds.")] = None,
 ) -> None:
     """Run Locust headless against serving at a fixed rate and report latency vs the budget."""
+    if get_settings().stack == "compose":
+        from fraudlab import compose
+
+        raise typer.Exit(compose.loadtest(get_settings(), rps, seconds))
     from traffic import loadtest as lt
 
     settings = get_settings()
@@ -289,6 +304,10 @@ def monitor(
     Findings (warn, alert) are printed, not raised: the exit code is 1 only when a monitor
     could not run. Reports land in <home>/monitoring/<UTC timestamp>/.
     """
+    if get_settings().stack == "compose":
+        from fraudlab import compose
+
+        raise typer.Exit(compose.monitor(get_settings(), check))
     from monitoring.run import Monitor, run_monitors
 
     try:
@@ -324,6 +343,11 @@ def rollback() -> None:
 
 
 def _run_dag(dag_id: str) -> None:
+    # Containerised: the stack's own scheduler runs it, triggered through the REST API.
+    if get_settings().stack == "compose":
+        from fraudlab import compose
+
+        raise typer.Exit(compose.run_dag(get_settings(), dag_id))
     from fraudlab.airflow import run_dag
 
     raise typer.Exit(run_dag(get_settings(), dag_id))
@@ -354,6 +378,42 @@ def monitor_dag() -> None:
     trigger's conf) and its outcome printed; the exit code is the first failure of either.
     """
     _run_dag("fraudlab_monitor")
+
+
+@app.command()
+def images() -> None:
+    """Build the containerised stack's images (a local Debian base when no registry answers)."""
+    from fraudlab import compose
+
+    raise typer.Exit(compose.images(get_settings()))
+
+
+@app.command(name="env")
+def env_file() -> None:
+    """Write the containerised stack's credentials into .env (only those missing)."""
+    from fraudlab import compose
+
+    added = compose.ensure_env(get_settings().compose_env_file)
+    typer.echo(f"added to .env: {', '.join(added)}" if added else ".env has every variable")
+
+
+@app.command()
+def bootstrap() -> None:
+    """Data, features and a champion model, each skipped when already there.
+
+    The containerised stack's one-shot bootstrap job; `up` does the same before serving starts.
+    """
+    from fraudlab import stack
+
+    raise typer.Exit(0 if stack.bootstrap(get_settings()) else 1)
+
+
+@app.command(name="airflow-init")
+def airflow_init() -> None:
+    """Migrate Airflow's metadata DB and write its admin password (containerised init job)."""
+    from fraudlab import compose
+
+    raise typer.Exit(compose.airflow_init())
 
 
 if __name__ == "__main__":

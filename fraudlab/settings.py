@@ -182,7 +182,8 @@ class Settings(BaseSettings):
         description='LightGBM parameters overriding the defaults, as JSON, e.g. {"num_leaves": 7}.',
     )
     train_num_boost_round: int = Field(
-        default=400, description="Most boosting rounds (early stopping on validation may stop first)."
+        default=400,
+        description="Most boosting rounds (early stopping on validation may stop first).",
     )
 
     # --- servers (all bound to loopback by default) -------------------------------------
@@ -205,6 +206,39 @@ class Settings(BaseSettings):
     airflow_port: int = Field(
         default=8080,
         description="Airflow API server and UI port (`make airflow-ui`; compose publishes it).",
+    )
+
+    # --- containerised stack (docker-compose.yml sets these inside its containers) ------
+    stack: Literal["embedded", "compose"] = Field(
+        default="embedded",
+        description="Which stack make/the CLI drive: local processes (embedded) or"
+        " docker-compose.yml (compose).",
+    )
+    compose_project: str = Field(
+        default="fraudlab", description="docker compose project name of the containerised stack."
+    )
+    compose_env_file: Path = Field(
+        default=REPO_ROOT / ".env",
+        description="The containerised stack's .env: compose's variables, generated credentials.",
+    )
+    feast_registry_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of a SQL Feast registry (containerised: PostgreSQL);"
+        " default: a file registry under the home.",
+    )
+    feast_redis: str | None = Field(
+        default=None,
+        description="Redis for Feast's online store, host:port[,password=...] (containerised);"
+        " default: SQLite under the home.",
+    )
+    redis_timeout_s: float = Field(
+        default=1.0,
+        description="Socket timeout of Feast's Redis connections (never retried: serving falls"
+        " back instead).",
+    )
+    git_commit: str | None = Field(
+        default=None,
+        description="Commit of the code where there is no git checkout (images set it when built).",
     )
 
     # --- serving behaviour ----------------------------------------------------------------
@@ -313,7 +347,6 @@ class Settings(BaseSettings):
         default=0.01,
         description="Share of feature-store fallbacks in the latency window that warns.",
     )
-
 
     # --- promotion gates ---------------------------------------------------------------------
     gate_holdout_days: int = Field(
