@@ -125,7 +125,7 @@ bench:
 # MONITORING                                                                    #
 #################################################################################
 
-## Run the monitors: drift, skew, performance, freshness, latency (M=all or one of them)
+## Run the monitors: drift, skew, performance, freshness, latency, quality (M=all or one)
 .PHONY: monitor
 monitor:
 	$(FRAUDLAB) monitor $(if $(M),$(M))

@@ -14,9 +14,12 @@ Judge the prediction log, and ask for a retrain when the inputs drifted.
    at the clock against its `freshness_sla` tag and TTL; serving's velocity pushes read back.
 6. `latency` (`monitoring.latency.run_latency`): serving p50/p95/p99 over the last minutes
    (prediction log and /metrics) against the latency budget, and the fallback rate.
-7. `decide`: drift status "alert" → `trigger_retrain` (runs `fraudlab_retrain`), else
-   `no_retrain`. Performance, freshness and latency are reported, not acted on: a retrain does
-   not fix stale features or a slow server, and a recall drop is for a person to diagnose.
+7. `quality` (`monitoring.quality.run_quality`): the logged requests against their Great
+   Expectations suite (schema, nulls, ranges, vocabularies, volume).
+8. `decide`: drift status "alert" → `trigger_retrain` (runs `fraudlab_retrain`), else
+   `no_retrain`. Performance, freshness, latency and quality are reported, not acted on: a
+   retrain does not fix stale features, a slow server or broken upstream data, and a recall
+   drop is for a person to diagnose.
 
 A finding is the monitor working; a task fails only when a monitor could not run (no champion,
 MLflow down). Run it with `make monitor-dag` (an isolated `airflow dags test`), which then runs
@@ -127,6 +130,18 @@ def fraudlab_monitor() -> None:
         print(f"latency {result.status}: {result.reason}")
         return result.status
 
+    @task
+    def quality(run_dir: str) -> str:
+        """Logged requests against their data-quality suite; returns the status."""
+        from pathlib import Path
+
+        from fraudlab.settings import get_settings
+        from monitoring.quality import run_quality
+
+        result = run_quality(get_settings(), Path(run_dir))
+        print(f"request quality {result.status}: " + ("; ".join(result.failures) or "all hold"))
+        return result.status
+
     @task.branch
     def decide(drift_status: str) -> str:
         """Retrain only on a drift alert; warn and insufficient data are for people to read."""
@@ -141,6 +156,7 @@ def fraudlab_monitor() -> None:
     performance(run_dir)
     freshness(run_dir)
     latency(run_dir)
+    quality(run_dir)
     decide(drift_status) >> [
         TriggerDagRunOperator(
             task_id="trigger_retrain",

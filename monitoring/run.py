@@ -3,7 +3,7 @@
 Owns: wiring the monitors together (one ``<home>/monitoring/<UTC timestamp>/`` folder per run)
 and their terminal summary. Must not: judge anything itself (``monitoring.drift``,
 ``monitoring.skew``, ``monitoring.performance``, ``monitoring.freshness``,
-``monitoring.latency`` do).
+``monitoring.latency``, ``monitoring.quality`` do).
 
 A finding (warn, alert) is the monitor working, not a failure: the exit code is non-zero only
 when a monitor could not run at all.
@@ -23,6 +23,7 @@ from monitoring.drift import DriftResult, run_drift
 from monitoring.freshness import FreshnessResult, duration, run_freshness
 from monitoring.latency import LatencyResult, Percentiles, run_latency
 from monitoring.performance import PerformanceResult, run_performance
+from monitoring.quality import QualityResult, run_quality
 from monitoring.skew import SkewResult, run_skew
 
 log = logging.getLogger("fraudlab.monitoring")
@@ -37,6 +38,7 @@ class Monitor(StrEnum):
     performance = "performance"
     freshness = "freshness"
     latency = "latency"
+    quality = "quality"
 
 
 def _status(status: str) -> str:
@@ -191,6 +193,19 @@ def print_latency(console: Console, result: LatencyResult) -> None:
     )
 
 
+def print_quality(console: Console, result: QualityResult) -> None:
+    title = (
+        f"Request data quality {_status(result.status)}: {result.n_records:,} logged requests, "
+        f"{result.n_checks} expectations ({result.seconds}s)"
+    )
+    if result.status == "insufficient_data":
+        console.print(f"{title}\n  nothing logged yet: nothing to check")
+        return
+    console.print(title)
+    for line in result.failures:
+        console.print(f"  [bold red]✗[/] {line}", markup=True, highlight=False)
+
+
 def run_monitors(
     settings: Settings, which: Monitor = Monitor.all, console: Console | None = None
 ) -> int:
@@ -214,6 +229,7 @@ def run_monitors(
         (Monitor.performance, run_performance, print_performance),
         (Monitor.freshness, run_freshness, print_freshness),
         (Monitor.latency, run_latency, print_latency),
+        (Monitor.quality, run_quality, print_quality),
     ):
         if which in (Monitor.all, monitor):
             try:

@@ -27,7 +27,7 @@ from tests.integration.test_embedded_stack import payload
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N_SYNTHETIC = 120
-MONITORS = ("drift", "skew", "performance", "freshness", "latency")
+MONITORS = ("drift", "skew", "performance", "freshness", "latency", "quality")
 
 
 def _send_synthetic(stack, n: int, offset: int = 0) -> None:
@@ -64,7 +64,7 @@ def monitored(stack):
     _wait_logged(stack.settings, "slo-", N_SYNTHETIC)
     started = time.perf_counter()
     result = stack.cli("monitor", timeout=900)
-    print(f"\nfraudlab monitor (all five): {time.perf_counter() - started:.1f}s")
+    print(f"\nfraudlab monitor (all six): {time.perf_counter() - started:.1f}s")
     assert result.returncode == 0, result.stdout + result.stderr
     run_dir = _runs(stack.settings)[-1]
     return run_dir, result.stdout
@@ -83,6 +83,13 @@ def test_monitor_all_writes_every_report(monitored) -> None:
         assert report["workspace_run"] and report["workspace_error"] is None, name
     for title in ("Live performance", "Feature freshness", "Latency SLO"):
         assert title in stdout
+
+
+def test_the_logged_requests_pass_their_data_quality_suite(monitored) -> None:
+    run_dir, _ = monitored
+    report = _report(run_dir, "quality")
+    assert report["status"] == "ok", report["failures"]
+    assert report["n_records"] > 0 and report["n_checks"] > 10
 
 
 def test_freshness_is_ok_on_a_healthy_stack(stack, monitored) -> None:
