@@ -278,6 +278,11 @@ class Settings(BaseSettings):
         default=10_000,
         description="Most predictions the drift monitor judges (a longer window is thinned evenly).",
     )
+    workspace_keep_runs: int = Field(
+        default=300,
+        description="Monitoring runs kept in the Evidently workspace (older ones are deleted:"
+        " the UI holds every run in memory).",
+    )
     psi_bins: int = Field(
         default=10,
         description="PSI bins: quantiles of the training reference (columns with few values: one"

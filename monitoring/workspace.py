@@ -42,6 +42,7 @@ it in the UI). The UI picks up new runs and dashboard changes without a restart.
 from __future__ import annotations
 
 import fcntl
+import shutil
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -207,15 +208,42 @@ def _store(directory: Path) -> LocalState:
     return LocalState(str(directory))
 
 
-def project_id(store: LocalState) -> ProjectID:
-    """The "fraudlab" project's id, creating the project on first use (call under ``_locked``)."""
+def project_id(store: LocalState, directory: Path | None = None) -> ProjectID:
+    """The "fraudlab" project's id, creating the project on first use (call under ``_locked``).
+
+    A new project is written in a staging folder and moved into the workspace in one rename:
+    the Evidently UI watches the workspace, and its watcher thread dies for good when it reads
+    a project file half written (seen on the first run after the UI started on an empty one).
+    """
     with _quiet_import():
         from evidently.sdk.models import ProjectModel
 
     for candidate in store.list_projects():
         if store.read_project(candidate).name == PROJECT:
             return candidate
-    return store.write_project(ProjectModel(name=PROJECT, description=PROJECT_DESCRIPTION)).id
+    model = ProjectModel(name=PROJECT, description=PROJECT_DESCRIPTION)
+    if directory is None:
+        return store.write_project(model).id
+    staging = directory.parent / f".{directory.name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    project = _store(staging).write_project(model).id
+    (staging / str(project)).rename(directory / str(project))
+    shutil.rmtree(staging, ignore_errors=True)
+    return project
+
+
+def prune(directory: Path, project: ProjectID, keep: int) -> int:
+    """Delete all but the newest ``keep`` runs of the project; the number deleted.
+
+    The UI holds every stored run in memory (a drift run of 21 columns ~7 MB), so an unbounded
+    history would grow it without limit. Run ids are time-ordered (UUIDv7), so their file names
+    sort oldest first.
+    """
+    runs = sorted((directory / str(project) / "snapshots").glob("*.json"))
+    old = runs[: max(0, len(runs) - keep)]
+    for path in old:
+        path.unlink(missing_ok=True)
+    return len(old)
 
 
 def sync_panels(
@@ -328,11 +356,13 @@ def add_snapshot(
     wanted = [*(check_panels(monitor, check_noun) if checks else []), *panels]
     wanted = [_restricted(panel, monitor) for panel in wanted]
     run_id = new_id()
+    directory = sources.workspace_dir(settings)
     with _locked(settings):
-        store = _store(sources.workspace_dir(settings))
-        project = project_id(store)
+        store = _store(directory)
+        project = project_id(store, directory)
         store.write_snapshot(project, run_id, model)
         sync_panels(store, project, monitor, wanted)
+        prune(directory, project, settings.workspace_keep_runs)
     return str(run_id)
 
 

@@ -191,3 +191,12 @@ def test_verdicts_outside_ok_warn_alert_are_refused_before_anything_is_written(
             checks={"amount_log": "insufficient_data"},
         )
     assert not sources.workspace_dir(settings).exists()
+
+
+def test_the_workspace_keeps_only_the_newest_runs(tmp_path, snapshots) -> None:
+    settings = Settings(_env_file=None, home=tmp_path, workspace_keep_runs=3)
+    ids = [add(settings, snapshots[i % 2], {"amount_log": "ok"}, f"r{i}") for i in range(5)]
+    directory = sources.workspace_dir(settings)
+    (project,) = [p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    kept = sorted(p.stem for p in (project / "snapshots").glob("*.json"))
+    assert kept == sorted(ids[-3:])
