@@ -922,8 +922,9 @@ def down(settings: Settings) -> int:
 # --- status -----------------------------------------------------------------------------------
 
 
-def _dir_size(path: Path) -> tuple[int, int]:
-    files = [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
+def _dir_size(path: Path, pattern: str = "*") -> tuple[int, int]:
+    """Files directly in ``path`` matching ``pattern`` (archives below it are not counted)."""
+    files = [p for p in path.glob(pattern) if p.is_file()] if path.exists() else []
     return len(files), sum(p.stat().st_size for p in files)
 
 
@@ -1086,7 +1087,7 @@ def status(
             f"Airflow UI: {settings.airflow_base_url} — user admin, password in "
             f"{airflow_home(settings) / AIRFLOW_PASSWORDS_FILE}"
         )
-    n_files, n_bytes = _dir_size(settings.prediction_log_dir)
+    n_files, n_bytes = _dir_size(settings.prediction_log_dir, "predictions-*.jsonl")
     out.print(
         f"prediction log: {n_files} files, {_human_bytes(n_bytes)} "
         f"in {settings.prediction_log_dir}"
