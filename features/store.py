@@ -71,6 +71,23 @@ def open_store(settings: Settings | None = None) -> FeatureStore:
     return FeatureStore(repo_path=str(FEATURE_REPO))
 
 
+def reset(settings: Settings) -> bool:
+    """Tear the feature store down (online tables, registered objects and their
+    materialisation history) when the data it was built from is replaced; True if there was
+    one. ``apply_definitions`` and ``materialize`` then build it anew from the new tables.
+
+    Incremental materialisation only loads what lies after the last materialised interval, so a
+    regenerated world (or rebuilt tables) would otherwise be served the old values for ever.
+    """
+    if not settings.feast_registry_url and not settings.feast_registry.exists():
+        return False  # a file registry that was never written: nothing to tear down
+    store = open_store(settings)
+    if not store.list_feature_views():
+        return False
+    store.teardown()
+    return True
+
+
 def apply_definitions(store: FeatureStore, settings: Settings | None = None) -> None:
     """Register entities, sources, views and services (idempotent)."""
     from features.definitions import build

@@ -45,6 +45,7 @@ def prepare_data(settings: Settings, force: bool = False) -> bool:
         with step("rebuilding the offline feature tables (their definition changed)"):
             rows = data.build_feature_tables(settings)
         console.print("  " + ", ".join(f"{k}: {v:,}" for k, v in rows.items()))
+        _reset_feature_store(settings)
         return True
     archived = data.archive_predictions(settings)
     if archived:
@@ -60,7 +61,17 @@ def prepare_data(settings: Settings, force: bool = False) -> bool:
     with step("building offline feature tables"):
         rows = data.build_feature_tables(settings)
     console.print("  " + ", ".join(f"{k}: {v:,}" for k, v in rows.items()))
+    _reset_feature_store(settings)
     return True
+
+
+def _reset_feature_store(settings: Settings) -> None:
+    """New tables: the online store and its materialisation history start over."""
+    from features.store import reset
+
+    with step("clearing the feature store built from the previous tables"):
+        if not reset(settings):
+            console.print("  (there was none)")
 
 
 def prepare_features(settings: Settings) -> None:

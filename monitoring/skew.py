@@ -6,7 +6,8 @@ time, through the champion's feature service: what training would have read), co
 with what serving logged, rebuilding the model inputs from them with the shared transform and
 comparing those with the inputs serving logged (a serving-side transform that differs from
 training's shows here, feature by feature), re-scoring with the champion's ONNX graph, and
-writing ``skew.html`` and ``skew.json`` into the run folder.
+writing ``skew.html`` and ``skew.json`` into the run folder, and the mismatch rates into the
+Evidently workspace's "skew" tab (``monitoring.gauges``).
 Must not: compute a model input itself (``features.transforms`` does, for everyone), define
 features, or write to the feature store.
 
@@ -36,7 +37,7 @@ from features.transforms import (
     to_matrix,
 )
 from fraudlab.settings import Settings
-from monitoring import sources
+from monitoring import gauges, sources
 
 Status = Literal["ok", "alert", "insufficient_data"]
 KEY = "request_id"
@@ -78,6 +79,8 @@ class SkewResult:
     model_version: str | None = None
     run_dir: str | None = None
     seconds: float | None = None
+    workspace_run: str | None = None
+    workspace_error: str | None = None
 
     @property
     def mismatches(self) -> int:
@@ -319,6 +322,36 @@ def render_html(result: SkewResult) -> str:
     )
 
 
+def workspace_values(result: SkewResult) -> dict[str, float | None]:
+    """Mismatch rates per stored feature and model input, and the share of scores that differ."""
+    values: dict[str, float | None] = {
+        **{f"stored_{f.feature}": f.mismatch_rate for f in result.features},
+        **{f"input_{f.feature}": f.mismatch_rate for f in result.inputs},
+    }
+    if result.score is not None and result.score.compared:
+        values["scores_differing"] = result.score.differing / result.score.compared
+    return values
+
+
+def workspace_panels(result: SkewResult) -> list:
+    from monitoring import workspace
+
+    return [
+        workspace.line_panel(
+            "Share of requests whose stored features differ offline",
+            [gauges.series(f"stored_{f.feature}", f.feature) for f in result.features],
+        ),
+        workspace.line_panel(
+            "Share of requests whose model inputs differ from the shared transform",
+            [gauges.series(f"input_{f.feature}", f.feature) for f in result.inputs],
+        ),
+        workspace.line_panel(
+            "Share of re-scored requests whose score differs (> 1e-4)",
+            [gauges.series("scores_differing", "scores")],
+        ),
+    ]
+
+
 def run_skew(settings: Settings, run_dir: Path | None = None) -> SkewResult:
     """Recompute the newest ``skew_sample`` served requests offline and compare."""
     from pipelines.export import onnx_session
@@ -340,6 +373,23 @@ def run_skew(settings: Settings, run_dir: Path | None = None) -> SkewResult:
     else:
         result = compute_skew([], pd.DataFrame(), model_version=bundle.version)
     result.run_dir = str(run_dir)
+    if result.status != "insufficient_data":
+        result.workspace_run, result.workspace_error = gauges.record(
+            settings,
+            monitor="skew",
+            name=f"skew {run_dir.name}",
+            values=workspace_values(result),
+            checks={
+                **{
+                    f"stored {f.feature}": "alert" if f.mismatches else "ok"
+                    for f in result.features
+                },
+                **{f"input {f.feature}": "alert" if f.mismatches else "ok" for f in result.inputs},
+            },
+            check_noun="features",
+            panels=workspace_panels(result),
+            metadata={"model_version": str(result.model_version), "status": result.status},
+        )
     result.seconds = round(time.perf_counter() - started, 2)
     (run_dir / "skew.html").write_text(render_html(result))
     (run_dir / "skew.json").write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
