@@ -1,8 +1,8 @@
 """Feast objects of fraudlab: entities, sources, feature views and the feature service.
 
 Owns: the contract between training and serving. ``fraud_model_v1`` is the versioned
-FeatureService both sides fetch through (``fraud_model_v2`` adds the risk team's dispute
-table); a model records which service it was trained on.
+FeatureService both sides fetch through (``fraud_model_v2`` and ``fraud_model_v3`` add the risk
+team's dispute tables); a model records which service it was trained on.
 Must not: compute anything (batch tables come from ``pipelines.feature_tables``; transforms
 after retrieval from ``features.transforms``).
 
@@ -74,6 +74,7 @@ def build(data_dir: Path) -> list:
     user_profile_source = _source("user_profile")
     user_velocity_batch_source = _source("user_velocity")
     user_dispute_stats_source = _source("user_dispute_stats")
+    merchant_dispute_stats_source = _source("merchant_dispute_stats")
     # Serving pushes the velocity state after each scored transaction; the batch source holds the
     # same state rebuilt from history, for training and backfills.
     user_velocity_push_source = PushSource(
@@ -176,6 +177,22 @@ def build(data_dir: Path) -> list:
         tags={"owner": "risk-analytics", "kind": "batch", "freshness_sla": DAILY_SLA},
     )
 
+    # The risk team's merchant dispute table (``pipelines.feature_tables.merchant_dispute_stats``):
+    # purchases at the merchant of the last 7 days that were disputed, with when the newest
+    # counted dispute arrived.
+    merchant_dispute_stats_fv = FeatureView(
+        name="merchant_dispute_stats",
+        entities=[merchant],
+        ttl=timedelta(days=400),
+        schema=[
+            Field(name="merchant_disputed_txn_count_7d", dtype=Float64),
+            Field(name="merchant_disputes_available_ts", dtype=Float64),
+        ],
+        source=merchant_dispute_stats_source,
+        online=True,
+        tags={"owner": "risk-analytics", "kind": "batch", "freshness_sla": DAILY_SLA},
+    )
+
     # --- the contract -------------------------------------------------------------------------
     fraud_model_v1 = FeatureService(
         name="fraud_model_v1",
@@ -202,6 +219,19 @@ def build(data_dir: Path) -> list:
         description="Version 1 plus the user's recent disputes (risk team's dispute table).",
         tags={"owner": "fraud-ml"},
     )
+    fraud_model_v3 = FeatureService(
+        name="fraud_model_v3",
+        features=[
+            user_stats_fv,
+            user_profile_fv,
+            merchant_stats_fv,
+            user_device_stats_fv,
+            user_velocity_fv,
+            merchant_dispute_stats_fv,
+        ],
+        description="Version 1 plus the merchant's recent disputes (risk team's dispute table).",
+        tags={"owner": "fraud-ml"},
+    )
 
     return [
         user,
@@ -215,8 +245,10 @@ def build(data_dir: Path) -> list:
         user_device_stats_fv,
         user_velocity_fv,
         user_dispute_stats_fv,
+        merchant_dispute_stats_fv,
         fraud_model_v1,
         fraud_model_v2,
+        fraud_model_v3,
     ]
 
 

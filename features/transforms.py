@@ -89,7 +89,10 @@ MODEL_FEATURES: tuple[str, ...] = (
 # to the model exactly as stored (missing: their default). A model uses one only when its
 # feature service has it: ``model_features`` puts them after MODEL_FEATURES, in the service's
 # order, and a model's recorded feature order says which it was trained on.
-PASSTHROUGH_FEATURES: tuple[str, ...] = ("user_disputed_txn_count_7d",)
+PASSTHROUGH_FEATURES: tuple[str, ...] = (
+    "user_disputed_txn_count_7d",
+    "merchant_disputed_txn_count_7d",
+)
 
 # Values used when the feature store has nothing for an entity (a new user, a new device):
 # "no history" rather than "average history".
@@ -106,6 +109,7 @@ STORED_DEFAULTS: dict[str, float] = {
     "velocity_1h": 0.0,
     "small_velocity_1h": 0.0,
     "user_disputed_txn_count_7d": 0.0,
+    "merchant_disputed_txn_count_7d": 0.0,
 }
 
 

@@ -163,6 +163,9 @@ def build_feature_tables(settings: Settings) -> dict[str, int]:
         "user_dispute_stats": feature_tables.user_dispute_stats(
             txns, start, n_days, pd.Timestamp(meta["now"])
         ),
+        "merchant_dispute_stats": feature_tables.merchant_dispute_stats(
+            txns, start, n_days, pd.Timestamp(meta["now"])
+        ),
     }
     settings.feature_data_dir.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():

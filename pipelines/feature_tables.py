@@ -18,7 +18,7 @@ from features.transforms import velocity_update
 from pipelines.timeutil import epoch_seconds
 
 # Bump when the same raw data would give different tables: existing homes then rebuild them.
-FEATURE_TABLES_VERSION = 3
+FEATURE_TABLES_VERSION = 4
 
 DAY = pd.Timedelta(days=1)
 VELOCITY_AVAILABLE_AFTER = pd.Timedelta(milliseconds=1)
@@ -204,6 +204,57 @@ def user_velocity(txns: pd.DataFrame) -> pd.DataFrame:
 DISPUTE_WINDOW_DAYS = 7
 
 
+def _disputed_purchases(
+    txns: pd.DataFrame,
+    key: str,
+    start: pd.Timestamp,
+    n_days: int,
+    backfilled_at: pd.Timestamp,
+    window_days: int,
+) -> pd.DataFrame:
+    """Per ``key`` and day: purchases of the last ``window_days`` days, that day included, whose
+    chargeback was known; columns ``key``, ``event_timestamp``, ``count``, ``available_ts``.
+
+    How the risk team's dispute tables are written (see ``user_dispute_stats``): a row per entity
+    and calendar day stamped with the day's start, disputes attributed to the day of the
+    purchase, the history backfilled at ``backfilled_at`` with every chargeback known then and
+    later days written at the end of each day with what had arrived by then. ``available_ts``
+    is when the newest counted chargeback arrived (the row's own time when it counts none).
+    """
+    charged = txns["chargeback_timestamp"].notna().to_numpy()
+    ids, idx = np.unique(txns[key].to_numpy()[charged], return_inverse=True)
+    bought = _day_index(txns["event_timestamp"][charged], start)
+    arrival = epoch_seconds(txns["chargeback_timestamp"][charged])
+    backfill_s = pd.Timestamp(backfilled_at).timestamp()
+    count = np.zeros((len(ids), n_days))
+    newest = np.full((len(ids), n_days), np.nan)
+    for k in range(n_days):
+        day_end_s = (start + (k + 1) * DAY).timestamp()
+        known = arrival < max(backfill_s, day_end_s)
+        counted = known & (bought <= k) & (bought > k - window_days)
+        count[:, k] = np.bincount(idx[counted], minlength=len(ids))
+        latest = np.full(len(ids), -np.inf)
+        np.maximum.at(latest, idx[counted], arrival[counted])
+        newest[:, k] = np.where(np.isfinite(latest), latest, np.nan)
+    # a row while a dispute is counted, and one the day after it drops out (reading zero), so
+    # the latest row means the same online and offline
+    alive = count > 0
+    alive[:, 1:] |= count[:, :-1] > 0
+    rows, day = np.nonzero(alive)
+    stamp = _day_starts(start, day)
+    available = np.where(
+        np.isnan(newest[rows, day]), epoch_seconds(pd.Series(stamp)), newest[rows, day]
+    )
+    return pd.DataFrame(
+        {
+            key: ids[rows],
+            "event_timestamp": stamp,
+            "count": count[rows, day],
+            "available_ts": available.astype(np.float64),
+        }
+    )
+
+
 def user_dispute_stats(
     txns: pd.DataFrame, start: pd.Timestamp, n_days: int, backfilled_at: pd.Timestamp
 ) -> pd.DataFrame:
@@ -218,35 +269,35 @@ def user_dispute_stats(
     ``user_disputes_available_ts`` (epoch seconds) says when the newest chargeback a row counts
     arrived (the row's own time when it counts none): the time its value could first be known.
     """
-    charged = txns["chargeback_timestamp"].notna().to_numpy()
-    users, uidx = np.unique(txns["user_id"].to_numpy()[charged], return_inverse=True)
-    bought = _day_index(txns["event_timestamp"][charged], start)
-    arrival = epoch_seconds(txns["chargeback_timestamp"][charged])
-    backfill_s = pd.Timestamp(backfilled_at).timestamp()
-    count = np.zeros((len(users), n_days))
-    newest = np.full((len(users), n_days), np.nan)
-    for k in range(n_days):
-        day_end_s = (start + (k + 1) * DAY).timestamp()
-        known = arrival < max(backfill_s, day_end_s)
-        counted = known & (bought <= k) & (bought > k - DISPUTE_WINDOW_DAYS)
-        count[:, k] = np.bincount(uidx[counted], minlength=len(users))
-        latest = np.full(len(users), -np.inf)
-        np.maximum.at(latest, uidx[counted], arrival[counted])
-        newest[:, k] = np.where(np.isfinite(latest), latest, np.nan)
-    # a row while a dispute is counted, and one the day after it drops out (reading zero), so
-    # the latest row means the same online and offline
-    alive = count > 0
-    alive[:, 1:] |= count[:, :-1] > 0
-    rows, day = np.nonzero(alive)
-    stamp = _day_starts(start, day)
-    available = np.where(
-        np.isnan(newest[rows, day]), epoch_seconds(pd.Series(stamp)), newest[rows, day]
+    table = _disputed_purchases(txns, "user_id", start, n_days, backfilled_at, DISPUTE_WINDOW_DAYS)
+    return table.rename(
+        columns={
+            "count": "user_disputed_txn_count_7d",
+            "available_ts": "user_disputes_available_ts",
+        }
     )
-    return pd.DataFrame(
-        {
-            "user_id": users[rows],
-            "event_timestamp": stamp,
-            "user_disputed_txn_count_7d": count[rows, day],
-            "user_disputes_available_ts": available.astype(np.float64),
+
+
+def merchant_dispute_stats(
+    txns: pd.DataFrame, start: pd.Timestamp, n_days: int, backfilled_at: pd.Timestamp
+) -> pd.DataFrame:
+    """Per merchant and day: purchases at the merchant in the last 7 days, that day included,
+    that were disputed.
+
+    The risk team's merchant dispute table, written exactly like their user table
+    (``user_dispute_stats``): disputes attributed to the day of the purchase — where
+    ``merchant_stats`` counts a chargeback on the day it arrives — with the history backfilled
+    at ``backfilled_at`` and later days written at the end of each day.
+
+    ``merchant_disputes_available_ts`` (epoch seconds) says when the newest chargeback a row
+    counts arrived (the row's own time when it counts none).
+    """
+    table = _disputed_purchases(
+        txns, "merchant_id", start, n_days, backfilled_at, DISPUTE_WINDOW_DAYS
+    )
+    return table.rename(
+        columns={
+            "count": "merchant_disputed_txn_count_7d",
+            "available_ts": "merchant_disputes_available_ts",
         }
     )

@@ -87,3 +87,55 @@ def test_availability_after_the_event_time_is_what_the_leakage_screen_counts(tab
     assert late_timestamp_rows(joined, ["user_disputes_available_ts"]) == {
         "user_disputes_available_ts": 1
     }
+
+
+def test_the_merchant_table_attributes_disputes_to_the_purchase_day_with_hindsight() -> None:
+    """Written like the user table, per merchant: the backfill knows disputes that arrived days
+    after the purchase; merchant_stats, which counts chargebacks on arrival, does not."""
+    frame = pd.DataFrame(
+        {
+            "merchant_id": [7, 7, 8],
+            "user_id": [1, 2, 3],
+            "event_timestamp": pd.to_datetime(
+                ["2026-01-03 15:00", "2026-01-03 16:00", "2026-01-04 10:00"], utc=True
+            ),
+            "chargeback_timestamp": pd.to_datetime(
+                ["2026-01-09 10:00", "2026-01-08 10:00", None], utc=True
+            ),
+        }
+    )
+    table = feature_tables.merchant_dispute_stats(frame, START, 20, backfilled_at=START + 9 * DAY)
+    merchant7 = table[table["merchant_id"] == 7].set_index("event_timestamp")
+    # both disputed purchases of Jan 3 are counted from the row stamped Jan 3 00:00 ...
+    assert merchant7.loc[START + 2 * DAY, "merchant_disputed_txn_count_7d"] == 2
+    # ... which could not be known before the later of the two arrived
+    arrival = pd.Timestamp("2026-01-09 10:00", tz="UTC").timestamp()
+    assert merchant7.loc[START + 2 * DAY, "merchant_disputes_available_ts"] == arrival
+    counted = merchant7["merchant_disputed_txn_count_7d"]
+    assert counted[counted > 0].index.tolist() == [START + k * DAY for k in range(2, 9)]
+    assert counted.loc[START + 9 * DAY] == 0
+    # a merchant without disputes has no rows (the feature store then serves the default 0)
+    assert 8 not in set(table["merchant_id"])
+
+
+def test_rows_after_the_backfill_are_the_same_for_users_and_merchants() -> None:
+    """One way of writing dispute tables: the same purchases give the same counts per key."""
+    frame = txns(
+        [
+            (1, "2026-01-12 08:00", "2026-01-13 08:00"),
+            (1, "2026-01-12 09:00", "2026-01-15 08:00"),
+            (1, "2026-01-14 09:00", None),
+        ]
+    ).assign(merchant_id=1)
+    users = feature_tables.user_dispute_stats(frame, START, 20, backfilled_at=START + 9 * DAY)
+    merchants = feature_tables.merchant_dispute_stats(
+        frame, START, 20, backfilled_at=START + 9 * DAY
+    )
+    assert users["user_disputed_txn_count_7d"].tolist() == (
+        merchants["merchant_disputed_txn_count_7d"].tolist()
+    )
+    assert users["user_disputes_available_ts"].tolist() == (
+        merchants["merchant_disputes_available_ts"].tolist()
+    )
+    # counted only from the day each chargeback arrived: nothing before Jan 13
+    assert merchants["event_timestamp"].min() == START + 12 * DAY

@@ -3,7 +3,8 @@
 The retrain DAG runs each stage in its own task and passes only the run directory on, so a stage
 must find everything it needs there: these tests run the stages one after another the same way
 and check what each left behind, that a broken feed stops the run before anything is fitted,
-and that a run on ``fraud_model_v2`` trains on the dispute feature the v1 contract lacks.
+and that a run on ``fraud_model_v2`` or ``fraud_model_v3`` trains on the dispute feature the v1
+contract lacks.
 """
 
 from __future__ import annotations
@@ -94,15 +95,27 @@ def test_a_broken_feed_stops_the_run_before_the_training_set_and_says_what_to_do
     assert recorded["raw transactions"]["passed"] is False
 
 
-def test_a_run_on_fraud_model_v2_trains_on_its_passthrough_feature(settings) -> None:
-    v2 = settings.model_copy(update={"feature_service": "fraud_model_v2"})
-    run = training.start_run(v2)
-    assert run.feature_service == "fraud_model_v2"
-    ts = training.write_training_set(v2, run)
-    assert ts.feature_order == [*MODEL_FEATURES, *PASSTHROUGH_FEATURES]
+@pytest.mark.parametrize(
+    ("service", "extra", "available"),
+    [
+        ("fraud_model_v2", "user_disputed_txn_count_7d", "user_disputes_available_ts"),
+        ("fraud_model_v3", "merchant_disputed_txn_count_7d", "merchant_disputes_available_ts"),
+    ],
+)
+def test_a_run_on_a_dispute_service_trains_on_its_passthrough_feature(
+    settings, service, extra, available
+) -> None:
+    assert extra in PASSTHROUGH_FEATURES
+    chosen = settings.model_copy(update={"feature_service": service})
+    run = training.start_run(chosen)
+    assert run.feature_service == service
+    ts = training.write_training_set(chosen, run)
+    # v1's inputs, then that service's own pass-through feature and no other
+    assert ts.feature_order == [*MODEL_FEATURES, extra]
+    assert ts.frame[extra].notna().any()
     # the dispute table's availability time travels with the set, for the leakage screen
-    assert "user_disputes_available_ts" in ts.frame.columns
-    assert "user_disputes_available_ts" not in ts.feature_order
+    assert available in ts.frame.columns
+    assert available not in ts.feature_order
 
 
 def test_a_run_keeps_the_parameters_it_started_with(settings) -> None:
