@@ -288,6 +288,12 @@ class Settings(BaseSettings):
         description="PSI bins: quantiles of the training reference (columns with few values: one"
         " bin per value).",
     )
+    psi_binning: Literal["reference", "pooled"] = Field(
+        default="reference",
+        description="Where PSI bins of a continuous column lie: 'reference' (quantiles of the"
+        " training sample) or 'pooled' (equal-width over reference and window together, as"
+        " Evidently's built-in psi bins; monitoring.drift says which to use when).",
+    )
     monitor_min_records: int = Field(
         default=500, description="Fewer predictions than this in the window: no drift verdict."
     )

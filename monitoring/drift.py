@@ -9,10 +9,11 @@ Must not: read the log or load the model other than through ``monitoring.sources
 on a verdict (retraining is the DAG's decision).
 
 Two choices keep the monitor from crying wolf (both are knobs a careless change can break):
-- Bins come from the training reference alone: its deciles for continuous columns, one bin per
-  value for columns with few values. Evidently's built-in ``psi`` bins the pooled samples into
-  equal-width bins, so a heavy-tailed count (merchant volume) gets nearly empty bins whose ratios
-  swing with a handful of rows, and the bins move with the current window itself.
+- Bins come from the training reference alone (``Settings.psi_binning`` "reference"): its deciles
+  for continuous columns, one bin per value for columns with few values. Evidently's built-in
+  ``psi`` bins the pooled samples into equal-width bins ("pooled"), so a heavy-tailed count
+  (merchant volume) gets nearly empty bins whose ratios swing with a handful of rows, and the
+  bins move with the current window itself; the more bins (``Settings.psi_bins``), the worse.
 - The window is whole days of event time (``Settings.monitor_window_hours``): traffic has a
   daily cycle — night-time buyers, amounts and fraud differ from daytime ones — so part of a day
   differs from any training sample. A window shorter than that, or with fewer than
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from evidently.core.report import Snapshot
 
 Status = Literal["ok", "warn", "alert", "insufficient_data"]
+Binning = Literal["reference", "pooled"]
 SCORE = "score"
 REFERENCE_FILE = "reference.parquet"
 PSI_METHOD = "psi_reference_bins"
@@ -78,6 +80,8 @@ class DriftResult:
     span_hours: float | None = None  # event time the window covers
     min_span_hours: float = 0.0  # event time a window must cover to be judged
     reason: str | None = None  # why there is no verdict
+    bins: int = 10  # PSI bins per continuous column, and how they were placed
+    binning: str = "reference"
 
     @property
     def flagged(self) -> list[ColumnDrift]:
@@ -129,12 +133,21 @@ def _bin_index(x: np.ndarray, edges: np.ndarray, by_value: bool) -> np.ndarray:
     return np.where(known, position, edges.size)  # the last bin: values never seen
 
 
-def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
+def pooled_edges(reference: np.ndarray, current: np.ndarray, bins: int) -> np.ndarray:
+    """Inner edges of ``bins`` equal-width bins over the range of both samples together (how
+    Evidently's built-in ``psi`` bins a numerical column)."""
+    return np.histogram_bin_edges(np.concatenate([reference, current]), bins=bins)[1:-1]
+
+
+def psi(
+    reference: np.ndarray, current: np.ndarray, bins: int = 10, binning: Binning = "reference"
+) -> float:
     """Population stability index of ``current`` against ``reference`` (NaN when either is empty).
 
     PSI = Σ (q − p) · ln(q / p) over bins fixed by the reference (``bin_edges``), p and q the
     shares of reference and current rows per bin, each count smoothed by ``SMOOTHING``.
-    Missing values are left out.
+    Missing values are left out. ``binning="pooled"`` bins a continuous column into equal-width
+    bins over both samples instead (``pooled_edges``; the module docstring says why not).
     """
     ref = np.asarray(reference, dtype=np.float64)
     cur = np.asarray(current, dtype=np.float64)
@@ -142,6 +155,8 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
     if ref.size == 0 or cur.size == 0:
         return math.nan
     edges, by_value = bin_edges(ref, bins)
+    if binning == "pooled" and not by_value:
+        edges = pooled_edges(ref, cur, bins)
     n_bins = edges.size + 1
     p = np.bincount(_bin_index(ref, edges, by_value), minlength=n_bins) + SMOOTHING
     q = np.bincount(_bin_index(cur, edges, by_value), minlength=n_bins) + SMOOTHING
@@ -149,13 +164,13 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-_registered_bins: int | None = None
+_registered_bins: tuple[int, Binning] | None = None
 
 
-def register_psi(bins: int) -> None:
+def register_psi(bins: int, binning: Binning = "reference") -> None:
     """Make ``psi`` available to Evidently as the method ``PSI_METHOD`` (with these bins)."""
     global _registered_bins
-    if _registered_bins == bins:
+    if _registered_bins == (bins, binning):
         return
     with _quiet_import():
         from evidently.legacy.calculations.stattests.registry import StatTest, register_stattest
@@ -164,19 +179,19 @@ def register_psi(bins: int) -> None:
     def stattest(
         reference: pd.Series, current: pd.Series, _type: object, threshold: float
     ) -> tuple[float, bool]:
-        value = psi(reference.to_numpy(dtype=float), current.to_numpy(dtype=float), bins)
+        value = psi(reference.to_numpy(dtype=float), current.to_numpy(dtype=float), bins, binning)
         return value, bool(value >= threshold)
 
     register_stattest(
         StatTest(
             name=PSI_METHOD,
-            display_name=f"PSI ({bins} reference bins)",
+            display_name=f"PSI ({bins} {binning} bins)",
             allowed_feature_types=[ColumnType.Numerical, ColumnType.Categorical],
             default_threshold=0.2,
         ),
         stattest,
     )
-    _registered_bins = bins
+    _registered_bins = (bins, binning)
 
 
 def drift_snapshot(
@@ -185,13 +200,14 @@ def drift_snapshot(
     columns: list[str],
     alert: float,
     bins: int = 10,
+    binning: Binning = "reference",
 ) -> Snapshot:
     """Evidently's report of ``psi`` per column (its per-column test fails at the alert)."""
     with _quiet_import():
         from evidently import DataDefinition, Dataset, Report
         from evidently.metrics import ValueDrift
 
-    register_psi(bins)
+    register_psi(bins, binning)
     definition = DataDefinition(numerical_columns=columns)
     report = Report(
         [ValueDrift(column=c, method=PSI_METHOD, threshold=alert) for c in columns],
@@ -221,6 +237,7 @@ def compute_drift(
     alert: float,
     min_records: int,
     bins: int = 10,
+    binning: Binning = "reference",
     span_hours: float | None = None,
     min_span_hours: float = 0.0,
 ) -> tuple[DriftResult, Snapshot | None]:
@@ -239,6 +256,8 @@ def compute_drift(
         psi_alert=alert,
         span_hours=None if span_hours is None else round(span_hours, 2),
         min_span_hours=min_span_hours,
+        bins=bins,
+        binning=binning,
     )
     if len(current) < min_records or len(reference) < min_records:
         result.reason = (
@@ -255,7 +274,7 @@ def compute_drift(
     missing = [c for c in columns if c not in current or c not in reference]
     if missing:
         raise KeyError(f"columns missing from the window or the reference sample: {missing}")
-    snapshot = drift_snapshot(reference, current, columns, alert, bins)
+    snapshot = drift_snapshot(reference, current, columns, alert, bins, binning)
     psi = psi_by_column(snapshot)
     result.columns = [ColumnDrift(c, psi.get(c), judge(psi.get(c), warn, alert)) for c in columns]
     result.status = overall([c.status for c in result.columns])
@@ -300,6 +319,7 @@ def run_drift(settings: Settings, run_dir: Path | None = None) -> DriftResult:
         alert=settings.psi_alert,
         min_records=settings.monitor_min_records,
         bins=settings.psi_bins,
+        binning=settings.psi_binning,
         span_hours=sources.span_hours(window),
         min_span_hours=settings.monitor_window_hours * MIN_SPAN_SHARE,
     )

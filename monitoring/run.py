@@ -49,7 +49,8 @@ def print_drift(console: Console, result: DriftResult) -> None:
     title = (
         f"Drift (PSI) {_status(result.status)}: {result.n_current} served vs "
         f"{result.n_reference} training rows, champion v{result.model_version}, "
-        f"warn ≥ {result.psi_warn}, alert ≥ {result.psi_alert} ({result.seconds}s)"
+        f"warn ≥ {result.psi_warn}, alert ≥ {result.psi_alert}, {result.bins} {result.binning}"
+        f" bins ({result.seconds}s)"
     )
     if result.status == "insufficient_data":
         console.print(

@@ -98,6 +98,37 @@ def test_psi_of_a_heavy_tailed_count_is_stable() -> None:
     assert drift.psi(reference, reference * 2) > 0.2  # a real doubling still alarms
 
 
+def merchant_volume_days(seed: int, days: int, per_day: int = 3000) -> list[np.ndarray]:
+    """A week's purchases at the merchant of each purchase, day by day: heavy-tailed, and
+    clumped (all of a merchant's purchases on a day share its count), nothing drifting."""
+    rng = np.random.default_rng(seed)
+    popularity = np.minimum(rng.pareto(1.5, 1500) + 1.0, 60.0)
+    share = popularity / popularity.sum()
+    out = []
+    for _ in range(days):
+        weekly = rng.poisson(share * per_day * 7).astype(float)
+        out.append(weekly[rng.choice(share.size, per_day, p=share)])
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pooled_equal_width_bins_cry_wolf_where_reference_bins_do_not(seed: int) -> None:
+    """Evidently's built-in binning ('pooled'), made finer: the tail's narrow bins each hold a
+    few merchants' clumps, which move from one day to the next, so a steady day alarms."""
+    *history, today = merchant_volume_days(seed, 18)
+    reference = pd.DataFrame({"merchant_txn_count_7d": np.concatenate(history)})
+    current = pd.DataFrame({"merchant_txn_count_7d": today})
+    columns = ["merchant_txn_count_7d"]
+    kwargs = {"warn": WARN, "alert": ALERT, "min_records": MIN}
+    steady, _ = drift.compute_drift(reference, current, columns, **kwargs)
+    noisy, _ = drift.compute_drift(
+        reference, current, columns, bins=100, binning="pooled", **kwargs
+    )
+    assert steady.status == "ok" and steady.columns[0].psi < 0.05
+    assert noisy.status == "alert" and (noisy.bins, noisy.binning) == (100, "pooled")
+    assert Settings(_env_file=None).psi_binning == "reference"
+
+
 def test_few_valued_columns_get_a_bin_per_value_and_unseen_values_count() -> None:
     reference = np.repeat([-1.0, 0.0, 1.0, 2.0], [100, 5000, 3000, 1900])
     assert drift.bin_edges(reference, 10)[1] is True
