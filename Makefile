@@ -53,6 +53,11 @@ down:
 status:
 	$(FRAUDLAB) status
 
+## Show the scheduled jobs and whether each is paused (`fraudlab schedule pause|resume NAME`)
+.PHONY: schedules
+schedules:
+	$(FRAUDLAB) schedule
+
 ## Show the tail of the logs (C=a component of `make status`, N=lines)
 .PHONY: logs
 logs:

@@ -159,6 +159,70 @@ def config_unset(
         typer.echo(config.STARTUP_ONLY_HINT)
 
 
+schedule_app = typer.Typer(
+    help="The stack's scheduled jobs (the nightly materialisation) and whether each is paused.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+app.add_typer(schedule_app, name="schedule")
+
+
+def _compose_schedule(args: list[str]) -> None:
+    """Containerised: the schedules live in the home volume the traffic container runs on."""
+    from fraudlab import compose
+
+    raise typer.Exit(
+        compose.Compose(get_settings()).exec("traffic", ["fraudlab", "schedule", *args]).returncode
+    )
+
+
+@schedule_app.callback()
+def schedule_list(ctx: typer.Context) -> None:
+    """List the scheduled jobs: active or paused (since when), when each runs, who runs it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if get_settings().stack == "compose":
+        _compose_schedule([])
+    from fraudlab import schedules
+
+    for line in schedules.describe(get_settings()):
+        typer.echo(line)
+
+
+@schedule_app.command("pause")
+def schedule_pause(
+    name: Annotated[str, typer.Argument(help="A job `fraudlab schedule` lists.")],
+) -> None:
+    """Pause a job: its runs are skipped until it is resumed (runs by hand still work)."""
+    if get_settings().stack == "compose":
+        _compose_schedule(["pause", name])
+    from fraudlab import schedules
+
+    try:
+        changed = schedules.pause(get_settings(), name)
+    except schedules.ScheduleError as exc:
+        typer.echo(f"✗ {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{name}: {'paused' if changed else 'was already paused'}")
+
+
+@schedule_app.command("resume")
+def schedule_resume(
+    name: Annotated[str, typer.Argument(help="A job `fraudlab schedule` lists.")],
+) -> None:
+    """Resume a paused job: it runs again at its next scheduled time (not now)."""
+    if get_settings().stack == "compose":
+        _compose_schedule(["resume", name])
+    from fraudlab import schedules
+
+    try:
+        changed = schedules.resume(get_settings(), name)
+    except schedules.ScheduleError as exc:
+        typer.echo(f"✗ {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{name}: {'resumed' if changed else 'was not paused'}")
+
+
 @app.command()
 def restart(
     component: Annotated[str, typer.Argument(help="serving, traffic or evidently.")],

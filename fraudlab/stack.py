@@ -1101,6 +1101,12 @@ def status(
         )
     except FileNotFoundError:
         out.print("labels: no data generated yet (`fraudlab data`)")
+    from fraudlab import schedules
+
+    for line in schedules.describe(settings):
+        # a pause is an operator's choice, not a fault: shown, not counted against health
+        style = "yellow" if "PAUSED" in line else "dim"
+        out.print(f"[{style}]schedule {line}[/]", highlight=False)
     if not all_ok:
         out.print(
             "not all components are healthy: `fraudlab logs <component>` shows why, "

@@ -2,7 +2,8 @@
 
 Owns: the simulated present while it runs (it advances ``pipelines.data``'s clock), the
 chargeback label feed files it appends (``<label_dir>/feed-*.parquet``), daily materialisation
-of the online store as the clock crosses midnight UTC, and its own progress file
+of the online store as the clock crosses midnight UTC (the scheduled ``fraudlab_materialize``
+job of ``fraudlab.schedules``: skipped while that schedule is paused), and its own progress file
 (``<data_dir>/traffic_state.json``, read by ``fraudlab status`` and used to resume).
 
 Must not: send anything serving would not see in production — never the ``is_fraud``,
@@ -30,6 +31,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from fraudlab import schedules
 from fraudlab.settings import Settings
 from pipelines import data
 from pipelines.data import REQUEST_COLUMNS
@@ -212,6 +214,18 @@ class Materializer:
                 return
             target = self.target
             if target is None:
+                continue
+            if not schedules.active(self.settings, schedules.MATERIALIZE):
+                # a paused job is skipped, not queued: the next midnight after a resume runs it
+                log.info(
+                    "nightly materialisation up to %s skipped: schedule %s is paused"
+                    " (`fraudlab schedule`)",
+                    f"{target:%Y-%m-%d %H:%M}",
+                    schedules.MATERIALIZE,
+                )
+                with self.finished:
+                    self.done = target
+                    self.finished.notify_all()
                 continue
             try:
                 from features.store import materialize, open_store
