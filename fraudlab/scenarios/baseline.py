@@ -8,7 +8,8 @@ holds:
   feature tables, the Feast registry and online store (SQLite, copied with its backup API so a
   serving process reading it meanwhile does not matter);
 - the model registry's aliases and the highest registered version;
-- the serving release, and the stack's live overrides (``<home>/overrides.env``);
+- the serving release, the stack's live overrides (``<home>/overrides.env``) and its
+  schedules' pause states (``<home>/schedules.json``);
 - the size of each prediction-log file.
 
 Restoring stops traffic and serving, puts every file back, moves prediction records written
@@ -36,6 +37,8 @@ from fraudlab.settings import OVERRIDES_FILE, Settings
 
 ALIASES = ("champion", "previous_champion", "challenger")
 MANIFEST = "baseline.json"
+# Small state files at the top of the home, restored as they were (absent stays absent).
+HOME_FILES = (OVERRIDES_FILE, "schedules.json")
 
 
 def root(settings: Settings) -> Path:
@@ -100,15 +103,18 @@ def take(settings: Settings) -> dict[str, Any]:
         shutil.copy2(settings.feast_registry, feast / settings.feast_registry.name)
     if settings.feast_online_path.exists():
         _copy_sqlite(settings.feast_online_path, feast / settings.feast_online_path.name)
-    overrides = settings.home.resolve() / OVERRIDES_FILE
-    if overrides.exists():
-        shutil.copy2(overrides, staging / OVERRIDES_FILE)
+    saved_files = []
+    for name in HOME_FILES:
+        path = settings.home.resolve() / name
+        if path.exists():
+            shutil.copy2(path, staging / name)
+            saved_files.append(name)
     release = releases.current(settings)
     manifest = {
         "taken_at": datetime.now(UTC).isoformat(),
         "registry": _registry_state(settings),
         "release": release.id if release else None,
-        "overrides": overrides.exists(),
+        "home_files": saved_files,
         "prediction_log": {
             p.name: p.stat().st_size
             for p in settings.prediction_log_dir.glob("predictions-*.jsonl")
@@ -190,11 +196,12 @@ def restore(settings: Settings, log: Callable[[str], None] = print) -> None:
         if saved.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(saved, path)
-    overrides = settings.home.resolve() / OVERRIDES_FILE
-    if manifest["overrides"]:
-        shutil.copy2(snapshot / OVERRIDES_FILE, overrides)
-    else:
-        overrides.unlink(missing_ok=True)
+    for name in HOME_FILES:
+        path = settings.home.resolve() / name
+        if name in manifest["home_files"]:
+            shutil.copy2(snapshot / name, path)
+        else:
+            path.unlink(missing_ok=True)
     # this process read the overrides before they were put back: read them again
     settings = settings.reloaded()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
