@@ -196,9 +196,11 @@ def restore(settings: Settings, log: Callable[[str], None] = print) -> None:
         if saved.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(saved, path)
+    # (a snapshot from before schedules were kept only knew about the overrides file)
+    saved = manifest.get("home_files", [OVERRIDES_FILE] if manifest.get("overrides") else [])
     for name in HOME_FILES:
         path = settings.home.resolve() / name
-        if name in manifest["home_files"]:
+        if name in saved:
             shutil.copy2(snapshot / name, path)
         else:
             path.unlink(missing_ok=True)
