@@ -78,18 +78,13 @@ def resolve_alias(settings: Settings, alias: str = CHAMPION) -> tuple[str, str] 
 
 
 def download_bundle(settings: Settings, version: str, run_id: str, cache: Path) -> ModelBundle:
-    """Fetch a version's bundle into ``cache/<version>`` (atomically) and return it.
-
-    A cached bundle is reused only when it came from the same run: MLflow gives a deleted
-    version's number to the next model registered (max + 1), so a number alone does not name
-    one model for ever.
-    """
+    """Fetch a version's bundle into ``cache/<version>`` (atomically) and return it."""
     import mlflow
 
     # a progress bar per bundle download is noise in service logs and CLI output alike
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     target = cache / str(version)
-    if not (target / SPEC_FILE).exists() or _cached_run(target) != run_id:
+    if not (target / SPEC_FILE).exists():
         staging = cache / f".{version}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -104,13 +99,6 @@ def download_bundle(settings: Settings, version: str, run_id: str, cache: Path) 
             json.dumps({"name": settings.model_name, "version": str(version), "run_id": run_id})
         )
     return read_bundle(target)
-
-
-def _cached_run(directory: Path) -> str | None:
-    try:
-        return str(json.loads((directory / "version.json").read_text())["run_id"])
-    except (FileNotFoundError, ValueError, KeyError):
-        return None
 
 
 def read_bundle(directory: Path) -> ModelBundle:
