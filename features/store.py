@@ -130,3 +130,12 @@ def materialize(store: FeatureStore, end: datetime) -> None:
         store.materialize_incremental(end_date=end, feature_views=batch)
     if ahead:
         store.materialize_incremental(end_date=end + CREATED_WITH_ENTITY_LEAD, feature_views=ahead)
+
+
+if __name__ == "__main__":
+    # `eval "$(python -m features.store)"`: the variables feature_store.yaml expands, exported
+    # for a shell, so that Feast's own CLI works too (`feast -c features feature-views list`).
+    import shlex
+
+    for key, value in feast_environment(get_settings()).items():
+        print(f"export {key}={shlex.quote(value)}")

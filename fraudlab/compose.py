@@ -368,6 +368,15 @@ def images(settings: Settings) -> int:
     elif base == LOCAL_BASE:
         build_local_base()
     compose = Compose(settings)
+    env = read_env(env_file)
+    official = [
+        name
+        for name in ("postgres", "redis")
+        if not env[f"{name.upper()}_IMAGE"].startswith("fraudlab/")
+    ]
+    if official and compose.run(["pull", *official]).returncode != 0:
+        console.print(f"[bold red]✗[/] pulling {', '.join(official)} failed (output above)")
+        return 1
     started = time.monotonic()
     console.print("[bold cyan]→[/] building the project and workstation images …")
     # The app target first: the workstation builds on it (classic builder: no parallel stages).
@@ -380,14 +389,14 @@ def images(settings: Settings) -> int:
 
 
 def _images_present(settings: Settings) -> bool:
+    """Every image the stack runs is here (nothing for compose to pull or build)."""
     env = read_env(settings.compose_env_file)
     needed = [
         env.get("FRAUDLAB_APP_IMAGE", APP_IMAGE),
         env.get("FRAUDLAB_WORKSTATION_IMAGE", WORKSTATION_IMAGE),
+        env.get("POSTGRES_IMAGE", "postgres:15"),
+        env.get("REDIS_IMAGE", "redis:7"),
     ]
-    for name in ("POSTGRES_IMAGE", "REDIS_IMAGE"):
-        if env.get(name, "").startswith("fraudlab/"):
-            needed.append(env[name])
     return all(_image_exists(image) for image in needed)
 
 
@@ -400,12 +409,14 @@ def _print_logs(compose: Compose, service: str, lines: int = 25) -> None:
         out.print(f"  {line}", markup=False)
 
 
-def wait_healthy(compose: Compose, timeout_s: float = HEALTHY_TIMEOUT_S) -> bool:
-    """Wait until every long-running service is healthy (a finished replay counts), with
+def wait_healthy(
+    compose: Compose, services: Sequence[str], timeout_s: float = HEALTHY_TIMEOUT_S
+) -> bool:
+    """Wait until the long-running ``services`` are healthy (a finished replay counts), with
     progress lines; False (and the culprit's log) when one exits or the time is up."""
     started = time.monotonic()
     last_report = started
-    services = compose.long_running()
+    services = [service for service in services if service in compose.long_running()]
     while True:
         waiting = []
         for service in services:
@@ -464,7 +475,7 @@ def up(settings: Settings, traffic: bool = True) -> int:
             "(`make logs STACK=compose C=<service>` for more)"
         )
         return 1
-    ok = wait_healthy(compose)
+    ok = wait_healthy(compose, services)
     console.print(f"  up took {time.monotonic() - started:.0f}s")
     code = status(settings)
     return 0 if ok and code == 0 else 1
@@ -537,7 +548,9 @@ def status(settings: Settings) -> int:
         info = compose.container(service)
         status_, health, code = compose.state(service)
         detail = ""
-        if service in long_running:
+        if service == "traffic" and status_ == "missing":
+            ok, detail = True, "not started (`up --no-traffic`)"
+        elif service in long_running:
             finished = service == "traffic" and status_ == "exited" and code == 0
             ok = finished or (status_ == "running" and health in (None, "healthy"))
             detail = "replay finished" if finished else ""
