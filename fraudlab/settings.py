@@ -243,6 +243,12 @@ class Settings(BaseSettings):
 
     # --- serving behaviour ----------------------------------------------------------------
     ort_threads: int = Field(default=1, description="onnxruntime intra-op threads.")
+    ort_inter_op_threads: int = Field(
+        default=1,
+        ge=1,
+        description="onnxruntime inter-op threads; above 1 the graph's independent nodes run in"
+        " parallel (ORT_PARALLEL), 1 runs them in sequence.",
+    )
     feature_timeout_ms: float = Field(
         default=25.0, description="Online feature lookup budget before the fallback is used."
     )

@@ -89,14 +89,24 @@ def to_onnx(booster, calibration: PlattCalibration, n_features: int):
     return model
 
 
-def onnx_session(model_bytes: bytes, threads: int = 1):
-    """An onnxruntime session with threads set on purpose (defaults wreck tails on 2 cores)."""
+def onnx_session(model_bytes: bytes, threads: int = 1, inter_op_threads: int = 1):
+    """An onnxruntime session with threads set on purpose (defaults wreck tails on 2 cores).
+
+    ``threads`` are intra-op threads (one operator split across them: a tree ensemble of more
+    than a few dozen trees, even for one row). ``inter_op_threads`` above 1 runs independent
+    nodes of the graph in parallel (``ORT_PARALLEL``); at 1 they run in sequence on the calling
+    thread, which is what a one-row request wants.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = inter_op_threads
+    options.execution_mode = (
+        ort.ExecutionMode.ORT_PARALLEL
+        if inter_op_threads > 1
+        else ort.ExecutionMode.ORT_SEQUENTIAL
+    )
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 

@@ -89,7 +89,23 @@ def open_session(bundle: ModelBundle, settings: Settings) -> ort.InferenceSessio
     shared cores extra ORT threads fight the HTTP loop and wreck the tail."""
     from pipelines.export import onnx_session
 
-    return onnx_session(bundle.onnx_path.read_bytes(), threads=settings.ort_threads)
+    return onnx_session(
+        bundle.onnx_path.read_bytes(),
+        threads=settings.ort_threads,
+        inter_op_threads=settings.ort_inter_op_threads,
+    )
+
+
+def thread_settings(session: ort.InferenceSession) -> str:
+    """The threads a session actually runs with, as the start-up log states them."""
+    import onnxruntime as ort
+
+    options = session.get_session_options()
+    mode = "parallel" if options.execution_mode == ort.ExecutionMode.ORT_PARALLEL else "sequential"
+    return (
+        f"onnxruntime {options.intra_op_num_threads} intra-op /"
+        f" {options.inter_op_num_threads} inter-op threads, {mode}"
+    )
 
 
 def prepare(bundle: ModelBundle, settings: Settings) -> ServedModel:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from features.transforms import build_model_inputs, to_matrix
 from fraudlab.settings import Settings
 from serving.metrics import serving_metrics
-from serving.model import Champion, ServedModel, load_champion
+from serving.model import Champion, ServedModel, load_champion, thread_settings
 from serving.online_features import OnlineFeatures
 from serving.prediction_log import PredictionSink, VelocityPush
 from serving.schemas import ReloadResult, ScoreResult, Transaction
@@ -83,11 +83,12 @@ class Scorer:
         gc.collect()
         gc.freeze()
         log.info(
-            "serving model %s v%s (threshold %.4f, feature service %s) ready in %.1fs",
+            "serving model %s v%s (threshold %.4f, feature service %s; %s) ready in %.1fs",
             model.bundle.name,
             model.version,
             model.threshold,
             model.feature_service,
+            thread_settings(model.session),
             time.perf_counter() - started,
         )
 
