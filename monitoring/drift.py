@@ -43,6 +43,8 @@ from monitoring import sources, workspace
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
 
+    from pipelines.registry import ModelBundle
+
 Status = Literal["ok", "warn", "alert", "insufficient_data"]
 Binning = Literal["reference", "pooled"]
 SCORE = "score"
@@ -298,16 +300,14 @@ def thin(records: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
     return [records[i] for i in keep]
 
 
-def run_drift(settings: Settings, run_dir: Path | None = None) -> DriftResult:
-    """Judge the newest ``monitor_window_hours`` of production predictions against the
-    champion's training sample; write ``drift.html`` and ``drift.json`` and add the run to the
-    workspace.
-    """
-    started = time.perf_counter()
-    run_dir = run_dir or sources.new_run_dir(settings)
-    bundle = sources.load_champion(settings)
+def judge_window(
+    settings: Settings, bundle: ModelBundle, window: list[dict[str, Any]]
+) -> tuple[DriftResult, list[dict[str, Any]], Snapshot | None]:
+    """The drift verdict on ``window`` (production records, oldest first, as
+    ``sources.read_window`` returns them) against ``bundle``'s training sample, with the
+    settings' thresholds, bins and minimums: the judgement of ``run_drift`` without its reports.
+    Returns the result, the records judged (thinned) and Evidently's snapshot."""
     reference = pd.read_parquet(bundle.directory / REFERENCE_FILE)
-    window = sources.read_window(settings.prediction_log_dir, settings.monitor_window_hours)
     records = thin(window, settings.monitor_window)
     columns = [*bundle.feature_order, SCORE]
     current = window_frame(records, bundle.feature_order)
@@ -324,6 +324,19 @@ def run_drift(settings: Settings, run_dir: Path | None = None) -> DriftResult:
         min_span_hours=settings.monitor_window_hours * MIN_SPAN_SHARE,
     )
     result.model_version = bundle.version
+    return result, records, snapshot
+
+
+def run_drift(settings: Settings, run_dir: Path | None = None) -> DriftResult:
+    """Judge the newest ``monitor_window_hours`` of production predictions against the
+    champion's training sample; write ``drift.html`` and ``drift.json`` and add the run to the
+    workspace.
+    """
+    started = time.perf_counter()
+    run_dir = run_dir or sources.new_run_dir(settings)
+    bundle = sources.load_champion(settings)
+    window = sources.read_window(settings.prediction_log_dir, settings.monitor_window_hours)
+    result, records, snapshot = judge_window(settings, bundle, window)
     result.run_dir = str(run_dir)
     summary: dict[str, Any] = {}
     if snapshot is not None:
