@@ -138,7 +138,9 @@ def main() -> None:
     # start_run derives the training window from the data's start and the clock.
     meta_path(settings).parent.mkdir(parents=True, exist_ok=True)
     warmup = pd.Timedelta(days=training.WARMUP_DAYS)
-    meta_path(settings).write_text(json.dumps({"start": (first - warmup).isoformat()}))
+    # evaluate() tags the model with the world it was trained on (meta's transactions_hash).
+    world = {"start": (first - warmup).isoformat(), "transactions_hash": "synthetic"}
+    meta_path(settings).write_text(json.dumps(world))
     clock = last + pd.Timedelta(days=settings.label_maturity_days)
 
     def new_run(data: pd.DataFrame):
