@@ -6,8 +6,9 @@ reference bins — then enough simulated traffic that the monitor has a day to j
 stands in the afternoon (the last hour holds plenty of purchases). Nothing about the traffic or
 the model changes: the alarm is the monitor's own.
 
-verify (outcomes, judged with the stack's configuration as it is now, on a copy of the latest day
-of production traffic in a scratch home, so verify leaves no runs in the candidate's workspace):
+verify (outcomes, judged with the stack's configuration as it is now — the monitor's own window
+reader and judgement, ``monitoring.drift.judge_window`` — on a copy of the latest day of
+production traffic, so verify leaves no runs in the candidate's workspace):
 
 1. the drift monitor gives a verdict on that day and raises no alert;
 2. the same day with every amount 60 % higher (model inputs rebuilt by the shared transform) does
@@ -113,22 +114,24 @@ def _shifted(records: list[dict[str, Any]], factor: float) -> list[dict[str, Any
 
 
 def _judge(ctx: ScenarioContext, records: list[dict[str, Any]], name: str):
-    """The drift monitor as configured now, over ``records`` as the prediction log of a scratch
-    home (same MLflow and champion): what ``make monitor M=drift`` would say of that traffic."""
-    from monitoring.drift import run_drift
+    """The drift monitor as configured now, over ``records`` as the prediction log (same
+    window reader, same judgement, no report): what ``make monitor M=drift`` would say of that
+    traffic."""
+    from monitoring import sources
+    from monitoring.drift import judge_window
 
-    home = ctx.work_dir / name
-    shutil.rmtree(home, ignore_errors=True)
-    log_dir = home / "predictions"
+    settings = ctx.settings.reloaded()
+    log_dir = ctx.work_dir / name
+    shutil.rmtree(log_dir, ignore_errors=True)
     log_dir.mkdir(parents=True)
     (log_dir / "predictions-judged.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in records)
     )
-    settings = ctx.settings.reloaded().model_copy(update={"home": home})
     try:
-        return run_drift(settings)
+        window = sources.read_window(log_dir, settings.monitor_window_hours)
+        return judge_window(settings, sources.load_champion(settings), window)[0]
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(log_dir, ignore_errors=True)
 
 
 def _summary(result) -> str:

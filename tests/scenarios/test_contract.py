@@ -58,11 +58,14 @@ def timed(times: dict[str, float], verb: str, action):
 
 
 def lab_files_text(env) -> str:
-    """Everything readable in the lab's state directory (the scratch checkouts excepted)."""
+    """Everything readable in the lab's state directory, except the scratch checkouts and the
+    baseline snapshot: the latter is the engine's copy of the stack's own data (compressed
+    parquet, SQLite), which holds nothing a scenario wrote and, being binary, matches the
+    patterns below by chance (``#03`` occurs in the small world's feature tables)."""
     root = env.lab.store.root
     parts = []
     for path in root.rglob("*"):
-        if "work" in path.relative_to(root).parts:
+        if {"work", "baseline"} & set(path.relative_to(root).parts):
             continue
         parts.append(path.name)
         if path.is_file():
