@@ -4,7 +4,9 @@ Owns: the gate functions (quality, slices, ONNX parity, single-row latency, data
 leakage screen), the holdout they are judged on, the gate report (markdown + JSON under
 ``<home>/gates/<UTC timestamp>/`` and on the challenger's MLflow run), and the alias moves that
 follow a verdict: ``champion`` moves to the challenger only when every gate passes, and the
-previous champion stays reachable under ``previous_champion`` for ``rollback``.
+previous champion stays reachable under ``previous_champion`` for ``rollback``. The gates a
+model passes on its own (parity, leakage) also run on any one registered model (``screen``): a
+champion that never faced the gates can be audited with the very rules a challenger must pass.
 
 Must not: train, define or transform features (the holdout is built with training's own
 stages and the feature service each model recorded), or compute metrics differently from
@@ -432,6 +434,58 @@ def _label(entry: Mapping[str, Any]) -> str:
     return f"(unregistered, training run {Path(entry.get('training_run', '?')).name})"
 
 
+def holdout_entities(
+    settings: Settings, clock: pd.Timestamp, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
+    """The holdout's transactions in [start, end) with their labels as of ``clock``."""
+    from pipelines import training
+    from pipelines.data import read_labels, read_raw
+
+    labels = read_labels(settings, as_of=clock)
+    return training.entity_frame(read_raw(settings, "transactions"), labels, start, end)
+
+
+def model_leakage(
+    settings: Settings, bundle: ModelBundle, frame: pd.DataFrame, x: np.ndarray
+) -> GateResult:
+    """The leakage gate for one model, on holdout rows joined through its feature service
+    (``frame``, with ``label``) and their model matrix ``x``."""
+    from features.transforms import model_features
+    from pipelines import training
+
+    stored = training.service_features(settings, bundle.feature_service)
+    return leakage_gate(
+        bundle.feature_order,
+        # what the shared transform builds from this service's features and the request
+        model_features(stored),
+        x,
+        frame["label"].to_numpy(),
+        settings.gate_max_feature_auc,
+        late_timestamp_rows(frame, [c for c in stored if c.endswith("_ts")]),
+    )
+
+
+def screen(settings: Settings, bundle: ModelBundle) -> list[GateResult]:
+    """The gates a model passes on its own — ONNX parity and the leakage screen — for any
+    registered model (the champion included), on the fresh holdout ``fraudlab promote`` would
+    build now: what a challenger must pass, applied to a model that may never have faced it."""
+    from pipelines import training
+    from pipelines.data import read_clock
+
+    clock = read_clock(settings)
+    start, end, _ = holdout_window(settings, clock, [pd.Timestamp(bundle.spec["train_window"][1])])
+    frame = training.join_features(
+        settings, holdout_entities(settings, clock, start, end), bundle.feature_service
+    )
+    x = training.model_matrix(frame, bundle.feature_order)
+    session = export.onnx_session(bundle.onnx_path.read_bytes(), threads=1)
+    booster, calibration = export.load_native(bundle.directory, bundle.spec)
+    return [
+        parity_gate(booster, calibration, session, x, bundle.threshold),
+        model_leakage(settings, bundle, frame, x),
+    ]
+
+
 def evaluate_gates(
     settings: Settings,
     champion: ModelBundle,
@@ -444,9 +498,8 @@ def evaluate_gates(
     ``training_evidence`` is the challenger's record of its training-data validation (the
     ``data_validation`` tag training writes once its suites pass).
     """
-    from features.transforms import model_features
     from pipelines import training, validation
-    from pipelines.data import read_clock, read_labels, read_raw
+    from pipelines.data import read_clock
 
     progress = progress or (lambda _title: nullcontext())
     clock = read_clock(settings)
@@ -456,8 +509,7 @@ def evaluate_gates(
         f"building the holdout {start:%Y-%m-%d} → {end:%Y-%m-%d} through Feast "
         f"({', '.join(sorted({champion.feature_service, challenger.feature_service}))})"
     ):
-        labels = read_labels(settings, as_of=clock)
-        entities = training.entity_frame(read_raw(settings, "transactions"), labels, start, end)
+        entities = holdout_entities(settings, clock, start, end)
         frames = {
             fs: training.join_features(settings, entities, fs)
             for fs in {champion.feature_service, challenger.feature_service}
@@ -515,18 +567,7 @@ def evaluate_gates(
             frame.assign(split=training.split_by_time(frame)), settings.max_amount
         )
         gates.append(data_validation_gate(training_evidence, [holdout_check]))
-        stored = training.service_features(settings, challenger.feature_service)
-        gates.append(
-            leakage_gate(
-                challenger.feature_order,
-                # what the shared transform builds from this service's features and the request
-                model_features(stored),
-                x,
-                y,
-                settings.gate_max_feature_auc,
-                late_timestamp_rows(frame, [c for c in stored if c.endswith("_ts")]),
-            )
-        )
+        gates.append(model_leakage(settings, challenger, frame, x))
 
     return {
         "created": pd.Timestamp.now(tz="UTC").isoformat(),

@@ -6,7 +6,8 @@ the gate that exists for its fault, with the champion (and what serving runs) un
 - a WORSE model: trained with a weakened LightGBM configuration (settings, not a test hook);
 - a LEAKY model: trained on the feature service ``fraud_model_v2``, whose dispute table counts
   chargebacks by purchase day with hindsight (values not known at decision time). It looks far
-  better on the holdout; only the leakage screen stands between it and production;
+  better on the holdout; only the leakage screen stands between it and production; a partly
+  leaky one (``fraud_model_v3``, per merchant) is stopped by the availability rule alone;
 - a BROKEN ONNX export: the pipeline's stages run, then the graph in the run's bundle is
   replaced by one exported without the calibration before the run is registered.
 
@@ -173,6 +174,34 @@ def test_a_leaky_model_looks_better_and_only_the_leakage_screen_stops_it(
     assert leakage["late_rows"].get("user_disputes_available_ts", 0) > 0
     assert leakage["univariate_auc"]["user_disputed_txn_count_7d"] >= leakage["max_auc"]
     assert "user_disputes_available_ts" in gates["leakage"]["summary"]
+
+
+def test_a_partly_leaky_merchant_model_is_stopped_by_the_availability_rule(
+    stack, registry_as_found, no_challenger_left
+):
+    """fraud_model_v3's merchant dispute count leaks less than the user count: no lone feature
+    separates the classes, yet its availability column shows values joined from the future.
+    ``gates.screen`` judges any registered model the same way (e.g. a champion that skipped
+    the gates)."""
+    from pipelines import gates
+    from pipelines.registry import download_bundle
+
+    champion = registry_as_found
+    challenger = train_challenger(stack, {"FRAUDLAB_FEATURE_SERVICE": "fraud_model_v3"})
+    verdict = assert_refused(stack, champion, challenger, promote(stack))
+    assert verdict["leakage"] is False
+    leakage = next(g for g in latest_report(stack.settings)["gates"] if g["name"] == "leakage")
+    assert leakage["details"]["late_rows"].get("merchant_disputes_available_ts", 0) > 0
+    assert "merchant_disputes_available_ts" in leakage["summary"]
+
+    cache = stack.settings.gates_dir / "bundles"
+    screened = {}
+    for version in (champion, challenger):
+        found = client(stack.settings).get_model_version(stack.settings.model_name, version)
+        bundle = download_bundle(stack.settings, version, found.run_id, cache)
+        screened[version] = {g.name: g.passed for g in gates.screen(stack.settings, bundle)}
+    assert screened[champion] == {"onnx_parity": True, "leakage": True}
+    assert screened[challenger] == {"onnx_parity": True, "leakage": False}
 
 
 def test_a_broken_onnx_export_fails_the_parity_gate(stack, registry_as_found, no_challenger_left):
