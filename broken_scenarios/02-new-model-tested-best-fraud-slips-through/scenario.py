@@ -1,0 +1,316 @@
+"""An "improved" model went to production by hand; one of its inputs is only known in hindsight.
+
+inject: a model trained on a feature service with one of the risk team's dispute tables
+(``fraud_model_v2``: per user; ``fraud_model_v3``: per merchant — the seed picks) is registered
+and made champion without the promotion gates, the way someone moving the alias by hand would
+(the previous champion is kept as ``previous_champion``, as the promote code keeps it). The
+tables attribute each dispute to the day of the purchase and their history was backfilled with
+every chargeback known at the backfill, so on the training days the feature counts chargebacks
+that arrived days after the decision — for a fraud, its own. Serving follows the alias; a day
+of traffic is then replayed so that the monitors have a day of the new model's decisions.
+
+The model is trained once per world into the lab's cache (a compressed archive, so nothing
+readable there names it) and registered from it at every break: seconds, not a training run.
+
+verify: the champion passes, on the fresh holdout ``fraudlab promote`` would build now, the
+gates that judge a model on its own (leakage screen and ONNX parity: the code a challenger
+faces), and serving answers with that champion. Outcomes only: a rollback, a retrained v1 model
+or any other honest champion passes; another model trained on a leaky service does not.
+
+reset: nothing beyond the baseline (aliases back, versions registered since deleted, serving
+restarted); the cached model is kept for the next break.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from fraudlab.scenarios import Check, ScenarioContext
+
+SERVICES = {"account_level": "fraud_model_v2", "merchant_level": "fraud_model_v3"}
+REPLAY_HOURS = 24.0  # a day of decisions: the drift window is a day of event time
+# a gzipped tar, hex-encoded: the lab directory must not hold bytes that happen to read as
+# anything (the hidden-state checks scan it as text), and hex spells no word
+ARCHIVE = "artifact.hex"
+SERVING_FOLLOWS_S = 90.0
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _service(ctx: ScenarioContext) -> str:
+    return SERVICES[str(ctx.variant["leak"])]
+
+
+def _cache_key(ctx: ScenarioContext) -> str:
+    """The cached model fits one world, one table layout and one transform."""
+    from features.transforms import TRANSFORM_VERSION
+    from pipelines.data import read_meta
+    from pipelines.feature_tables import FEATURE_TABLES_VERSION
+
+    world = read_meta(ctx.settings)["transactions_hash"]
+    return f"model:{_service(ctx)}:{world}:{FEATURE_TABLES_VERSION}:{TRANSFORM_VERSION}"
+
+
+def _train_into_cache(ctx: ScenarioContext, archive: Path) -> None:
+    """Train on the variant's feature service (the training stages `fraudlab train` runs) and
+    keep the run directory, minus its training set, as a compressed archive."""
+    from pipelines import training
+
+    settings = ctx.settings.model_copy(update={"feature_service": _service(ctx)})
+    run = training.start_run(settings, reason="manual")
+    try:
+        training.validate_raw_data(settings, run)
+        training.write_training_set(settings, run)
+        training.train(settings, run)
+        training.evaluate(settings, run)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for path in sorted(run.directory.rglob("*")):
+                if path.is_file() and path.name != training.TRAINING_SET_FILE:
+                    tar.add(path, arcname=str(path.relative_to(run.directory.parent)))
+        partial = archive.with_suffix(".partial")
+        partial.write_text(buffer.getvalue().hex())
+        partial.replace(archive)
+    finally:
+        shutil.rmtree(run.directory, ignore_errors=True)
+
+
+def _unhex(path: Path) -> io.BytesIO:
+    return io.BytesIO(bytes.fromhex(path.read_text()))
+
+
+def _prebuilt_run(ctx: ScenarioContext) -> Path:
+    """The pre-trained run directory, unpacked into the scratch space."""
+    archive = ctx.cache_dir(_cache_key(ctx)) / ARCHIVE
+    if not archive.exists():
+        ctx.log(f"training the model once for this world ({_service(ctx)})")
+        _train_into_cache(ctx, archive)
+    target = ctx.work_dir / "unpacked"
+    shutil.rmtree(target, ignore_errors=True)
+    with tarfile.open(fileobj=_unhex(archive), mode="r:gz") as tar:
+        tar.extractall(target, filter="data")
+    (run_dir,) = [p for p in target.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def _decisions(ctx: ScenarioContext) -> dict[str, float]:
+    """Serving's decision counters (/metrics): cheap, and no request lands in the log."""
+    import httpx
+
+    text = httpx.get(f"{ctx.settings.serving_base_url}/metrics", timeout=10).text
+    counts = {"approve": 0.0, "decline": 0.0}
+    for line in text.splitlines():
+        if line.startswith("fraudlab_scored_requests_total{"):
+            labels, _, value = line.rpartition(" ")
+            for decision in counts:
+                if f'decision="{decision}"' in labels:
+                    counts[decision] = float(value)
+    return counts
+
+
+def _serving_follows(ctx: ScenarioContext, version: str) -> None:
+    """Ask serving to check the alias now (it would within its reload interval anyway)."""
+    import httpx
+
+    from fraudlab import stack
+
+    def serving_runs_it() -> bool:
+        try:
+            httpx.post(f"{ctx.settings.serving_base_url}/reload", json={}, timeout=30)
+        except httpx.HTTPError:
+            return False
+        return stack.served_model_version(ctx.settings) == version
+
+    ctx.wait_for(serving_runs_it, SERVING_FOLLOWS_S, f"serving to run v{version}")
+
+
+def _test_metrics(ctx: ScenarioContext, version: str) -> dict[str, float]:
+    from pipelines.registry import client
+
+    mlflow = client(ctx.settings)
+    run_id = mlflow.get_model_version(ctx.settings.model_name, version).run_id
+    metrics = mlflow.get_run(run_id).data.metrics
+    return {k.removeprefix("test_"): v for k, v in metrics.items() if k.startswith("test_")}
+
+
+def _history(ctx: ScenarioContext) -> None:
+    """What exists before the break, so that reset can remove what was written after it."""
+    ctx.private["reports_before"] = sorted(
+        p.name for p in ctx.settings.gates_dir.glob("*") if (p / "gates.json").exists()
+    )
+    ctx.private["started_ms"] = int(time.time() * 1000)
+
+
+def _forget_history(ctx: ScenarioContext) -> None:
+    """Gate reports and MLflow runs written since the break (the baseline keeps neither), so
+    that the next candidate does not find this one's models and reports."""
+    if "started_ms" not in ctx.private:
+        return
+    before = set(ctx.private.get("reports_before", []))
+    for path in ctx.settings.gates_dir.glob("*"):
+        if (path / "gates.json").exists() and path.name not in before:
+            shutil.rmtree(path, ignore_errors=True)
+    from pipelines.registry import client
+
+    mlflow = client(ctx.settings)
+    experiment = mlflow.get_experiment_by_name(ctx.settings.experiment)
+    if experiment is None:
+        return
+    for run in mlflow.search_runs(
+        [experiment.experiment_id], f"attributes.start_time >= {ctx.private['started_ms']}"
+    ):
+        mlflow.delete_run(run.info.run_id)
+
+
+def _champion_bundle(ctx: ScenarioContext):
+    from pipelines.registry import CHAMPION, download_bundle, resolve_alias
+
+    found = resolve_alias(ctx.settings, CHAMPION)
+    if found is None:
+        return None
+    return download_bundle(ctx.settings, found[0], found[1], ctx.work_dir / "bundles")
+
+
+# --- the verbs ---------------------------------------------------------------------------------
+
+
+def inject(ctx: ScenarioContext) -> None:
+    if ctx.private.get("version"):
+        return
+    from pipelines import training
+    from pipelines.gates import move_champion
+    from pipelines.registry import CHALLENGER
+
+    settings = ctx.settings
+    _history(ctx)
+    run = training.TrainingRun.load(_prebuilt_run(ctx))
+    try:
+        version = training.register(settings, run, CHALLENGER)
+    finally:
+        shutil.rmtree(run.directory.parent, ignore_errors=True)  # MLflow holds it now
+    previous = move_champion(settings, version)  # the gates' own alias move, without the gates
+    ctx.private.update(version=version, previous=previous)
+    ctx.log(f"registered v{version} ({_service(ctx)}) and made it champion over v{previous}")
+    _serving_follows(ctx, version)
+
+    before = _decisions(ctx)
+    ctx.fast_forward(REPLAY_HOURS)
+    after = _decisions(ctx)
+    declines = after["decline"] - before["decline"]
+    scored = declines + after["approve"] - before["approve"]
+
+    card, old = _test_metrics(ctx, version), _test_metrics(ctx, previous)
+    # what the previous champion's own test split declined: its decisions at its threshold
+    old_decline_share = old["recall"] * old["positives"] / max(old["precision"], 1e-9) / old["n"]
+    ctx.private.update(
+        ticket=f"FRAUD-{2000 + ctx.rng.randint(1, 899)}",
+        declines=int(declines),
+        scored=int(scored),
+        decline_share=f"{declines / max(scored, 1):.2%}",
+        old_decline_share=f"{old_decline_share:.2%}",
+        card_pr_auc=f"{card['pr_auc']:.3f}",
+        old_pr_auc=f"{old['pr_auc']:.3f}",
+        card_precision=f"{card['precision']:.2f}",
+        old_precision=f"{old['precision']:.2f}",
+        service=_service(ctx),
+    )
+    ctx.log(
+        f"replayed {REPLAY_HOURS:g} h: {int(declines)} declines in {int(scored)} scored "
+        f"(previous champion's test split declined {old_decline_share:.2%})"
+    )
+
+
+def verify(ctx: ScenarioContext) -> list[Check]:
+    from fraudlab import stack
+    from pipelines import gates
+
+    bundle = _champion_bundle(ctx)
+    if bundle is None:
+        return [Check("the registry names a model for production", False, "no champion alias")]
+    screened = gates.screen(ctx.settings, bundle)
+    served = stack.served_model_version(ctx.settings)
+    return [
+        Check(
+            "the model in production passes, on a fresh holdout, the promotion gates a "
+            "challenger must pass on its own",
+            all(g.passed for g in screened),
+            f"v{bundle.version} on {bundle.feature_service}: "
+            + "; ".join(
+                f"{g.name} {'PASS' if g.passed else 'FAIL'}: {g.summary}" for g in screened
+            ),
+        ),
+        Check(
+            "serving answers with the model the registry names for production",
+            served == bundle.version,
+            f"serving runs v{served}, champion is v{bundle.version}",
+        ),
+    ]
+
+
+def reset(ctx: ScenarioContext) -> None:
+    """The baseline restores aliases, versions, serving and data; what it does not keep —
+    gate reports and MLflow runs written since the break — goes here."""
+    _forget_history(ctx)
+
+
+# --- tests only --------------------------------------------------------------------------------
+
+
+def symptom(ctx: ScenarioContext) -> list[Check]:
+    """The stack's own records: the prediction log's decisions by the new champion decline far
+    less than the previous model's test split did, and the champion's MLflow card beats its
+    predecessor's. (The drift monitor's verdict depends on the world's size: see the notes.)"""
+    from monitoring.sources import iter_log
+    from pipelines.registry import CHAMPION, resolve_alias
+
+    version = ctx.private["version"]
+    decisions = [
+        r["decision"]
+        for r in iter_log(ctx.settings.prediction_log_dir, include_fallback=True)
+        if str(r.get("model_version")) == version
+    ]
+    live_share = decisions.count("decline") / max(len(decisions), 1)
+    old_share = float(ctx.private["old_decline_share"].rstrip("%")) / 100
+    champion = resolve_alias(ctx.settings, CHAMPION)
+    card = _test_metrics(ctx, version)
+    old = _test_metrics(ctx, ctx.private["previous"])
+    return [
+        Check(
+            "the new champion's logged decisions decline far less than its predecessor's test "
+            "split did",
+            len(decisions) > 300 and live_share < 0.35 * old_share,
+            f"{decisions.count('decline')} declines in {len(decisions)} ({live_share:.2%}) vs "
+            f"{old_share:.2%}",
+        ),
+        Check(
+            "the champion's model card beats its predecessor's (MLflow test metrics)",
+            champion is not None and champion[0] == version and card["pr_auc"] > old["pr_auc"],
+            f"PR-AUC {card['pr_auc']:.3f} vs {old['pr_auc']:.3f}",
+        ),
+    ]
+
+
+def reference_fix(ctx: ScenarioContext) -> None:
+    """`make rollback`, then serving picks the previous champion up."""
+    from pipelines.registry import CHAMPION, resolve_alias
+
+    ctx.fraudlab("rollback")
+    _serving_follows(ctx, resolve_alias(ctx.settings, CHAMPION)[0])
+
+
+def wrong_fix(ctx: ScenarioContext) -> None:
+    """Retrain on the same feature service and make that the champion (fresher, still leaky)."""
+    from pipelines.registry import CHAMPION, resolve_alias
+
+    ctx.run(
+        [sys.executable, "-m", "fraudlab.cli", "train"],
+        env={**ctx.env(), "FRAUDLAB_FEATURE_SERVICE": _service(ctx)},
+        timeout=600,
+    )
+    _serving_follows(ctx, resolve_alias(ctx.settings, CHAMPION)[0])

@@ -1,0 +1,389 @@
+"""Last week's model release lost one merchant segment's fraud; the gates had been relaxed.
+
+inject: a model trained like every weekly retrain, except that its training set had no
+chargebacks for one merchant category (the seed picks gambling or grocery): it learned that the
+segment's purchases are legitimate. Registered as challenger, it fails the promotion gates at
+the project's defaults (the slice gate, and the overall quality gate it drags down); the gate
+tolerances it needs are raised as live overrides (``fraudlab config set``: what an operator
+does to "unblock the release"), and ``fraudlab promote`` then passes it with a PASS report
+whose slice table shows the drops as allowed. Serving follows the champion alias.
+
+The model is trained once per world and segment into the lab's cache (a compressed archive,
+with the tolerances it needed against the champion of that time) and registered at each break.
+
+verify: (1) the promotion gates, as configured now, refuse the released model against the
+model it replaced; (2) they judge at least as strictly as the project's defaults; (3) the
+champion is another model and serving answers with it. Outcomes: any stricter configuration
+and any honest champion pass; a rollback alone, or restoring the gates alone, do not.
+
+reset: the baseline restores aliases, versions, serving and the overrides; reset also removes
+the gate reports and MLflow runs written since the break, so the next candidate does not find
+this one's history.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import shutil
+import tarfile
+import time
+from pathlib import Path
+
+from fraudlab.scenarios import Check, ScenarioContext
+
+CATEGORIES = {"wagering": "gambling", "supermarkets": "grocery"}
+SEGMENT_WORDS = {
+    "wagering": "online betting and casino merchants",
+    "supermarkets": "grocery stores and supermarket chains",
+}
+# a gzipped tar, hex-encoded: the lab directory must not hold bytes that happen to read as
+# anything (the hidden-state checks scan it as text), and hex spells no word
+ARCHIVE = "artifact.hex"
+NEEDS = "needs.json"
+SERVING_FOLLOWS_S = 90.0
+# the gate settings an operator would raise to let a challenger through, and how to round them
+KNOBS = {
+    "gate_slice_tolerance": 0.1,
+    "gate_pr_auc_tolerance": 0.05,
+    "gate_cost_tolerance": 0.25,
+}
+# gate settings where a larger value judges more leniently (all the others here too)
+LENIENT_WHEN_LARGER = (
+    "gate_slice_tolerance",
+    "gate_pr_auc_tolerance",
+    "gate_cost_tolerance",
+    "gate_slice_min_positives",
+    "gate_latency_p99_us",
+    "gate_max_feature_auc",
+)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _category(ctx: ScenarioContext) -> str:
+    return CATEGORIES[str(ctx.variant["segment"])]
+
+
+def _cache(ctx: ScenarioContext) -> Path:
+    from features.transforms import TRANSFORM_VERSION
+    from pipelines.data import read_meta
+    from pipelines.feature_tables import FEATURE_TABLES_VERSION
+
+    world = read_meta(ctx.settings)["transactions_hash"]
+    return ctx.cache_dir(
+        f"model:{_category(ctx)}:{world}:{FEATURE_TABLES_VERSION}:{TRANSFORM_VERSION}"
+    )
+
+
+def needed(report: dict) -> dict[str, float]:
+    """The smallest value of each gate setting under which ``report``'s failing gates pass."""
+    gates = {g["name"]: g["details"] for g in report["gates"]}
+    quality, slices = gates["quality"], gates["slices"]
+    champ, chall = quality["champion"], quality["challenger"]
+    return {
+        "gate_slice_tolerance": max((r["drop"] for r in slices["compared"]), default=0.0),
+        "gate_pr_auc_tolerance": champ["pr_auc"] - chall["pr_auc"],
+        "gate_cost_tolerance": chall["expected_cost"] / max(champ["expected_cost"], 1e-9) - 1,
+    }
+
+
+def relaxed(needs: dict[str, float], defaults: dict[str, float]) -> dict[str, float]:
+    """Round values an operator would type, a step above what is needed, for every setting the
+    defaults do not already allow (the slice setting always: that gate is the one at stake)."""
+    out = {}
+    for name, step in KNOBS.items():
+        need = needs.get(name, 0.0)
+        if need > defaults[name] or name == "gate_slice_tolerance":
+            out[name] = round(math.ceil((max(need, defaults[name]) + step / 2) / step) * step, 2)
+    return out
+
+
+def _defaults() -> dict[str, float]:
+    from fraudlab.settings import Settings
+
+    return {name: Settings.model_fields[name].default for name in LENIENT_WHEN_LARGER}
+
+
+def _train_into_cache(ctx: ScenarioContext, cache: Path) -> None:
+    """The weekly retrain's stages, on a training set without the segment's chargebacks; the
+    run (minus its training set) is archived with what it needs to pass the gates now."""
+    from pipelines import gates, training
+    from pipelines.data import REQUEST_COLUMNS, frame_hash
+    from pipelines.registry import CHAMPION, SPEC_FILE, ModelBundle, load_alias
+
+    settings = ctx.settings
+    run = training.start_run(settings, reason="weekly retrain")
+    try:
+        training.validate_raw_data(settings, run)
+        frame = training.write_training_set(settings, run).frame
+        frame.loc[frame["merchant_category"] == _category(ctx), "label"] = 0
+        frame.to_parquet(run.path(training.TRAINING_SET_FILE), index=False)
+        meta = json.loads(run.path(training.TRAINING_SET_META).read_text())
+        meta["data_hash"] = frame_hash(frame[[*REQUEST_COLUMNS, "label"]])
+        for name, split in meta["splits"].items():
+            split["frauds"] = int(frame.loc[frame["split"] == name, "label"].sum())
+        run.path(training.TRAINING_SET_META).write_text(json.dumps(meta, indent=2))
+        training.train(settings, run)
+        training.evaluate(settings, run)
+
+        champion = load_alias(settings, ctx.work_dir / "bundles", CHAMPION)
+        spec = json.loads((run.bundle / SPEC_FILE).read_text())
+        challenger = ModelBundle(settings.model_name, "", "", run.bundle, spec)
+        report = gates.evaluate_gates(settings, champion, challenger, "passed")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for path in sorted(run.directory.rglob("*")):
+                if path.is_file() and path.name != training.TRAINING_SET_FILE:
+                    tar.add(path, arcname=str(path.relative_to(run.directory.parent)))
+        # values only, in KNOBS order: nothing in the lab directory names a setting
+        (cache / NEEDS).write_text(json.dumps([needed(report)[name] for name in KNOBS]))
+        partial = cache / (ARCHIVE + ".partial")
+        partial.write_text(buffer.getvalue().hex())
+        partial.replace(cache / ARCHIVE)
+    finally:
+        shutil.rmtree(run.directory, ignore_errors=True)
+
+
+def _unhex(path: Path) -> io.BytesIO:
+    return io.BytesIO(bytes.fromhex(path.read_text()))
+
+
+def _prebuilt_run(ctx: ScenarioContext) -> tuple[Path, dict[str, float]]:
+    cache = _cache(ctx)
+    if not (cache / ARCHIVE).exists():
+        ctx.log(f"training the released model once for this world ({_category(ctx)})")
+        _train_into_cache(ctx, cache)
+    target = ctx.work_dir / "unpacked"
+    shutil.rmtree(target, ignore_errors=True)
+    with tarfile.open(fileobj=_unhex(cache / ARCHIVE), mode="r:gz") as tar:
+        tar.extractall(target, filter="data")
+    (run_dir,) = [p for p in target.iterdir() if p.is_dir()]
+    return run_dir, dict(zip(KNOBS, json.loads((cache / NEEDS).read_text()), strict=True))
+
+
+def _serving_follows(ctx: ScenarioContext, version: str) -> None:
+    import httpx
+
+    from fraudlab import stack
+
+    def serving_runs_it() -> bool:
+        try:
+            httpx.post(f"{ctx.settings.serving_base_url}/reload", json={}, timeout=30)
+        except httpx.HTTPError:
+            return False
+        return stack.served_model_version(ctx.settings) == version
+
+    ctx.wait_for(serving_runs_it, SERVING_FOLLOWS_S, f"serving to run v{version}")
+
+
+def _bundle(ctx: ScenarioContext, version: str):
+    """A version's bundle by the run recorded at inject (the version itself may be gone)."""
+    from pipelines.registry import download_bundle
+
+    run_id = ctx.private["runs"][version]
+    return download_bundle(ctx.settings, version, run_id, ctx.work_dir / "bundles")
+
+
+def _history(ctx: ScenarioContext) -> None:
+    """What exists before the break, so that reset can remove what was written after it."""
+    ctx.private["reports_before"] = sorted(
+        p.name for p in ctx.settings.gates_dir.glob("*") if (p / "gates.json").exists()
+    )
+    ctx.private["started_ms"] = int(time.time() * 1000)
+
+
+def _forget_history(ctx: ScenarioContext) -> None:
+    """Gate reports and MLflow runs written since the break (the baseline keeps neither)."""
+    if "started_ms" not in ctx.private:
+        return
+    before = set(ctx.private.get("reports_before", []))
+    for path in ctx.settings.gates_dir.glob("*"):
+        if (path / "gates.json").exists() and path.name not in before:
+            shutil.rmtree(path, ignore_errors=True)
+    from pipelines.registry import client
+
+    mlflow = client(ctx.settings)
+    experiment = mlflow.get_experiment_by_name(ctx.settings.experiment)
+    if experiment is None:
+        return
+    for run in mlflow.search_runs(
+        [experiment.experiment_id], f"attributes.start_time >= {ctx.private['started_ms']}"
+    ):
+        mlflow.delete_run(run.info.run_id)
+
+
+# --- the verbs ---------------------------------------------------------------------------------
+
+
+def inject(ctx: ScenarioContext) -> None:
+    if ctx.private.get("version"):
+        return
+    from pipelines import gates, training
+    from pipelines.registry import CHALLENGER, CHAMPION, client, resolve_alias
+
+    _history(ctx)
+    previous = resolve_alias(ctx.settings, CHAMPION)[0]
+    run_dir, needs = _prebuilt_run(ctx)
+    try:
+        version = training.register(ctx.settings, training.TrainingRun.load(run_dir), CHALLENGER)
+    finally:
+        shutil.rmtree(run_dir.parent, ignore_errors=True)  # MLflow holds it now
+    mlflow = client(ctx.settings)
+    versions = {
+        v: mlflow.get_model_version(ctx.settings.model_name, v) for v in (version, previous)
+    }
+    ctx.private.update(
+        version=version,
+        previous=previous,
+        runs={v: found.run_id for v, found in versions.items()},
+        evidence=(versions[version].tags or {}).get("data_validation"),
+    )
+
+    # "unblock the release": raise what the gates need, then promote the usual way
+    overrides = relaxed(needs, _defaults())
+    for attempt in range(2):
+        ctx.set_config(**overrides)
+        code, text = gates.promote(ctx.settings.reloaded())
+        if code == 0:
+            break
+        ctx.log(f"promote with {overrides} did not pass (the holdout moved): raising")
+        report = json.loads(max(ctx.settings.gates_dir.glob("*/gates.json")).read_text())
+        overrides = relaxed(
+            {k: max(v, needs.get(k, 0.0)) for k, v in needed(report).items()}, _defaults()
+        )
+    else:
+        raise RuntimeError(f"the released model did not pass even with {overrides}:\n{text}")
+    ctx.private.update(
+        overrides=overrides,
+        override_names=" ".join(overrides),
+        override_values=", ".join(f"{k}={v}" for k, v in overrides.items()),
+    )
+    ctx.log(f"v{version} promoted over v{previous} with {overrides}")
+    _serving_follows(ctx, version)
+
+    bundle, old = _bundle(ctx, version), _bundle(ctx, previous)
+    category = _category(ctx)
+
+    def test_frauds(b) -> int:
+        evaluation = json.loads((b.directory / "evaluation.json").read_text())
+        return int(evaluation["slices"]["merchant_category"].get(category, {}).get("positives", 0))
+
+    ctx.private.update(
+        ticket=f"RISK-{300 + ctx.rng.randint(1, 599)}",
+        segment=SEGMENT_WORDS[str(ctx.variant["segment"])],
+        release_day=ctx.rng.choice(["Monday", "Tuesday", "Wednesday"]),
+        card_frauds=test_frauds(bundle),
+        old_card_frauds=test_frauds(old),
+    )
+
+
+def verify(ctx: ScenarioContext) -> list[Check]:
+    from fraudlab import stack
+    from pipelines import gates
+    from pipelines.registry import CHAMPION, resolve_alias
+
+    settings = ctx.settings.reloaded()  # overrides as they are now
+    released, previous = ctx.private["version"], ctx.private["previous"]
+    report = gates.evaluate_gates(
+        settings, _bundle(ctx, previous), _bundle(ctx, released), ctx.private["evidence"]
+    )
+    failing = [g["name"] for g in report["gates"] if not g["passed"]]
+    defaults = _defaults()
+    lenient = {
+        name: getattr(settings, name)
+        for name in LENIENT_WHEN_LARGER
+        if getattr(settings, name) > defaults[name]
+    }
+    champion = resolve_alias(settings, CHAMPION)
+    served = stack.served_model_version(settings)
+    return [
+        Check(
+            "the promotion gates, as configured now, refuse the model released last week",
+            not report["passed"],
+            f"v{released} vs v{previous}: failing {failing or 'none'}",
+        ),
+        Check(
+            "the promotion gates judge at least as strictly as the project's defaults",
+            not lenient,
+            f"more lenient than default: {lenient or 'none'}",
+        ),
+        Check(
+            "production runs a model other than last week's release, and serving answers with it",
+            champion is not None and champion[0] != released and served == champion[0],
+            f"champion {champion[0] if champion else None}, serving {served}, "
+            f"released v{released}",
+        ),
+    ]
+
+
+def reset(ctx: ScenarioContext) -> None:
+    _forget_history(ctx)
+
+
+# --- tests only --------------------------------------------------------------------------------
+
+
+def symptom(ctx: ScenarioContext) -> list[Check]:
+    """The stack's own records: `fraudlab config` shows the gate settings changed, the release's
+    gate report passed with slice drops beyond the default, and its model card has no frauds
+    in the segment where the previous card had some."""
+    from pipelines.registry import client
+
+    config = ctx.fraudlab("config")
+    report = json.loads(max(ctx.settings.gates_dir.glob("*/gates.json")).read_text())
+    slices = next(g for g in report["gates"] if g["name"] == "slices")["details"]
+    default = _defaults()["gate_slice_tolerance"]
+    beyond = [r for r in slices["compared"] if r["drop"] > default]
+    artifacts = {
+        a.path
+        for a in client(ctx.settings).list_artifacts(
+            client(ctx.settings)
+            .get_model_version(ctx.settings.model_name, ctx.private["version"])
+            .run_id,
+            "gates",
+        )
+    }
+    return [
+        Check(
+            "`fraudlab config` lists the changed gate settings",
+            all(name in config.stdout for name in ctx.private["overrides"]),
+            config.stdout[-1500:],
+        ),
+        Check(
+            "the release's gate report (also on its MLflow run) passed with slice drops beyond "
+            "the default",
+            report["passed"]
+            and report["challenger"]["version"] == ctx.private["version"]
+            and bool(beyond)
+            and bool(artifacts),
+            f"{[(r['slice'], r['value'], round(r['drop'], 3)) for r in beyond]}; {artifacts}",
+        ),
+        Check(
+            "the released model card's test split has no frauds in the segment, its "
+            "predecessor's had some",
+            ctx.private["card_frauds"] == 0 and ctx.private["old_card_frauds"] > 0,
+            f"{ctx.private['card_frauds']} vs {ctx.private['old_card_frauds']}",
+        ),
+    ]
+
+
+def reference_fix(ctx: ScenarioContext) -> None:
+    """Restore the gates (`fraudlab config unset ...`), then `make rollback` if the release is
+    still the champion (the wrong fix before may already have rolled back)."""
+    from pipelines.registry import CHAMPION, resolve_alias
+
+    ctx.fraudlab("config", "unset", *ctx.private["overrides"])
+    if resolve_alias(ctx.settings, CHAMPION)[0] == ctx.private["version"]:
+        ctx.fraudlab("rollback")
+    _serving_follows(ctx, resolve_alias(ctx.settings, CHAMPION)[0])
+
+
+def wrong_fix(ctx: ScenarioContext) -> None:
+    """Roll back only: the bad model is out, the gates that let it in stay as they are."""
+    from pipelines.registry import CHAMPION, resolve_alias
+
+    ctx.fraudlab("rollback")
+    _serving_follows(ctx, resolve_alias(ctx.settings, CHAMPION)[0])
