@@ -6,7 +6,7 @@ inject:
    model serves every seed): from T0 on — history and the replayed future alike — the raw
    transactions change as the seed says (legitimate amounts grow, legitimate purchases move to
    other merchant categories, or a share of customers gets a new device fingerprint every
-   week). Fraud, timestamps, users and chargebacks stay as they were.
+   day). Fraud, timestamps, users and chargebacks stay as they were.
 2. The offline feature tables are rebuilt from the changed transactions and the batch views
    re-materialised from T0 to the clock, so the online store holds what the new world says.
 3. The champion becomes a model trained as of T0 + label maturity, i.e. on data before T0 only:
@@ -50,8 +50,8 @@ from fraudlab.scenarios import Check, ScenarioContext
 NEW_DEVICE_BASE = 2_000_000_000  # rotated fingerprints: an id range no one else uses
 MIN_DAYS_SEEN = 7  # days of the new traffic a fixed champion's training window must reach
 FACTORS = {1: 1.8, 2: 2.6}  # basket_growth: legitimate amounts ×
-MOVED = {1: 0.3, 2: 0.5}  # category_shift: share of legitimate purchases moved
-ROTATING = {1: 0.3, 2: 0.6}  # device_churn: share of customers rotating fingerprints
+MOVED = {1: 0.35, 2: 0.55}  # category_shift: share of legitimate purchases moved
+ROTATING = {1: 0.3, 2: 0.6}  # device_churn: share of customers with a new fingerprint daily
 TARGET_CATEGORIES = {"digital_goods": 0.5, "gift_cards": 0.3, "electronics": 0.2}
 MAX_GENERATED_AMOUNT = 20_000.0
 
@@ -116,9 +116,9 @@ def change_world(
         everyone = np.unique(users)
         rotating = everyone[rng.random(len(everyone)) < ROTATING[size]]
         churned = rows[np.isin(users[rows], rotating)]
-        week = ((txns["event_timestamp"].iloc[churned] - t0) // pd.Timedelta(days=7)).to_numpy()
+        day = ((txns["event_timestamp"].iloc[churned] - t0) // pd.Timedelta(days=1)).to_numpy()
         device = txns["device_id"].to_numpy().copy()
-        device[churned] = NEW_DEVICE_BASE + users[churned] * 1000 + week
+        device[churned] = NEW_DEVICE_BASE + users[churned] * 1000 + day
         txns["device_id"] = device
     else:
         raise ValueError(f"unknown shift {shift!r}")
