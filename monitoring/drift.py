@@ -283,13 +283,34 @@ def compute_drift(
     return result, snapshot
 
 
-def window_frame(records: list[dict[str, Any]], feature_order: list[str]) -> pd.DataFrame:
-    """The logged model inputs and score of each record, in the model's feature order."""
+def window_frame(
+    records: list[dict[str, Any]],
+    feature_order: list[str],
+    model_version: str | None = None,
+    min_scores: int = 0,
+) -> pd.DataFrame:
+    """The logged model inputs and score of each record, in the model's feature order.
+
+    With ``model_version``, only that version's scores are kept (others are missing): the
+    reference holds the champion's own scores, and another model's scores differ from them by
+    design, not by drift — right after a promotion the window still holds the old champion's.
+    Fewer than ``min_scores`` of them and the score is not judged at all (too few to bin).
+    """
     frame = pd.DataFrame.from_records(
-        [{**r["model_inputs"], SCORE: r["score"]} for r in records],
+        [
+            {
+                **r["model_inputs"],
+                SCORE: r["score"]
+                if model_version is None or str(r.get("model_version")) == str(model_version)
+                else None,
+            }
+            for r in records
+        ],
         columns=[*feature_order, SCORE],
-    )
-    return frame.astype("float64")
+    ).astype("float64")
+    if frame[SCORE].notna().sum() < min_scores:
+        frame[SCORE] = float("nan")
+    return frame
 
 
 def thin(records: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
@@ -310,7 +331,12 @@ def judge_window(
     reference = pd.read_parquet(bundle.directory / REFERENCE_FILE)
     records = thin(window, settings.monitor_window)
     columns = [*bundle.feature_order, SCORE]
-    current = window_frame(records, bundle.feature_order)
+    current = window_frame(
+        records, bundle.feature_order, bundle.version, settings.monitor_min_records
+    )
+    scored = bool(current[SCORE].notna().any())
+    if not scored:  # Evidently refuses an empty column: judge the inputs, report the score apart
+        columns.remove(SCORE)
     result, snapshot = compute_drift(
         reference,
         current,
@@ -324,6 +350,8 @@ def judge_window(
         min_span_hours=settings.monitor_window_hours * MIN_SPAN_SHARE,
     )
     result.model_version = bundle.version
+    if not scored and result.columns:
+        result.columns.append(ColumnDrift(SCORE, None, "ok"))  # too few of its own scores yet
     return result, records, snapshot
 
 

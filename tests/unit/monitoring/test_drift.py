@@ -233,6 +233,7 @@ def test_run_drift_writes_reports_and_grows_the_workspace(tmp_path, monkeypatch)
             "request_id": f"r{i}",
             "event_ts": 60.0 * i,  # one a minute: 700 records over 11.6 hours
             "fallback": False,
+            "model_version": "7",
             "model_inputs": row[COLUMNS[:-1]].to_dict(),
             "score": row["score"],
         }
@@ -259,3 +260,42 @@ def test_run_drift_writes_reports_and_grows_the_workspace(tmp_path, monkeypatch)
     evidently_workspace = Workspace(str(sources.workspace_dir(settings)))
     [project] = evidently_workspace.search_project(workspace.PROJECT)
     assert len(evidently_workspace.list_runs(project.id)) == 2
+
+
+def test_only_the_champions_own_scores_are_judged(tmp_path, monkeypatch) -> None:
+    """Right after a promotion the window holds the old champion's scores: they differ from the
+    new one's reference by design, and must not read as drift."""
+    settings = Settings(
+        _env_file=None,
+        home=tmp_path,
+        monitor_window_hours=10,
+        monitor_window=2000,
+        monitor_min_records=500,
+    )
+    bundle_dir = tmp_path / "bundle"
+    bundle_dir.mkdir()
+    sample(2000, seed=1).to_parquet(bundle_dir / drift.REFERENCE_FILE)
+    bundle = ModelBundle("fraud-detector", "8", "run", bundle_dir, {"feature_order": COLUMNS[:-1]})
+    current = sample(700, seed=3)
+
+    def records(scored_by: str, score_shift: float) -> list[dict]:
+        return [
+            {
+                "request_id": f"r{i}",
+                "event_ts": 60.0 * i,
+                "fallback": False,
+                "model_inputs": row[COLUMNS[:-1]].to_dict(),
+                "score": min(1.0, row["score"] + score_shift),
+                "model_version": scored_by,
+            }
+            for i, row in current.iterrows()
+        ]
+
+    old_model = records("7", score_shift=0.3)  # another model's scores: far from "8"'s
+    result, _, _ = drift.judge_window(settings, bundle, old_model[:601])
+    score = {c.column: c for c in result.columns}["score"]
+    assert score.psi is None and score.status == "ok"  # none of "8"'s own: not judged
+    assert result.status == "ok"
+    mine = records("8", score_shift=0.3)  # the champion's own scores, shifted: real drift
+    result, _, _ = drift.judge_window(settings, bundle, mine[:601])
+    assert {c.column: c for c in result.columns}["score"].status == "alert"
