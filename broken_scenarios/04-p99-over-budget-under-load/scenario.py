@@ -6,10 +6,11 @@ of ``PROBE_RPS`` requests a second for ``PROBE_S`` seconds, open loop, built fro
 transactions; p50/p99 of the prediction log's ``latency_ms`` (time in the scorer) for those
 requests, and the client's view too. Then one of:
 
-- ``threads``: live overrides ``ort_threads=8`` and ``ort_inter_op_threads=8`` (onnxruntime
-  intra-op threads and a parallel inter-op pool "for the 8-core nodes"), and serving
-  restarted: sixteen onnxruntime threads fight over two cores and the event loop for every
-  one-row inference. ``fraudlab config`` lists them; serving's start-up line states them.
+- ``threads``: live overrides ``ort_threads=2`` and ``ort_inter_op_threads=2`` (onnxruntime
+  intra-op threads, and graph nodes run in parallel on an inter-op pool: "use both cores"),
+  and serving restarted: onnxruntime's spinning pools fight the event loop, the feature store
+  and the load for two shared cores on every one-row inference. ``fraudlab config`` lists them;
+  serving's start-up line states them.
 - ``registry_check``: a serving release whose scorer asks MLflow for the champion alias on every
   request (``self.champion.check()`` on the request path, "so a promotion takes effect at
   once"): a synchronous HTTP round trip to the registry per request, on the event loop, where a
@@ -41,14 +42,17 @@ from fraudlab.scenarios import Check, ScenarioContext
 
 PROBE_RPS = 40.0
 PROBE_S = 12.0
-P99_TOLERANCE = 2.0
+P99_TOLERANCE = 2.5
 P50_TOLERANCE = 2.0
 P50_SLACK_MS = 0.5  # a sub-millisecond median may double from noise alone
 ATTEMPTS = 2
 # A busy machine moves the tail, hardly the median: a probe whose median is within this ratio of
 # the baseline's may be measured again before it counts as a failure.
 NOISE_P50_RATIO = 3.0
-THREADS = {"ort_threads": 8, "ort_inter_op_threads": 8}
+# Both pools as wide as the host has cores, the graph's nodes in parallel: what a tuning guide
+# for a dedicated machine suggests, and here shared with the event loop, the feature store and
+# the load. (8 and 8 saturate serving outright: a probe then outlasts verify's minute.)
+THREADS = {"ort_threads": 2, "ort_inter_op_threads": 2}
 SCORER = "serving/scorer.py"
 MODEL = "serving/model.py"
 
