@@ -22,6 +22,13 @@ app = typer.Typer(
 app.add_typer(lab_app, name="lab")
 
 
+def _compose_host() -> bool:
+    """Drive the containerised stack through the compose CLI: on the host only. Inside its
+    containers (``FRAUDLAB_IN_CONTAINER``) every command acts on the services directly."""
+    settings = get_settings()
+    return settings.stack == "compose" and not settings.in_container
+
+
 @app.command()
 def data(
     force: Annotated[
@@ -63,7 +70,7 @@ def up(
     ] = False,
 ) -> None:
     """Start the stack (idempotent) and print its status; STACK=compose: docker-compose.yml."""
-    if get_settings().stack == "compose":
+    if _compose_host():
         from fraudlab import compose
 
         raise typer.Exit(compose.up(get_settings(), traffic=traffic))
@@ -85,6 +92,11 @@ def deploy(
     from fraudlab import releases, stack
 
     settings = get_settings()
+    if _compose_host():  # the image's code, shipped from the workstation container
+        from fraudlab import compose
+
+        command = ["fraudlab", "deploy", *(["--diff"] if show_diff else [])]
+        raise typer.Exit(compose.Compose(settings).exec("workstation", command).returncode)
     if not show_diff:
         raise typer.Exit(stack.deploy(settings))
     release = releases.current(settings)
@@ -181,7 +193,7 @@ def schedule_list(ctx: typer.Context) -> None:
     """List the scheduled jobs: active or paused (since when), when each runs, who runs it."""
     if ctx.invoked_subcommand is not None:
         return
-    if get_settings().stack == "compose":
+    if _compose_host():
         _compose_schedule([])
     from fraudlab import schedules
 
@@ -194,7 +206,7 @@ def schedule_pause(
     name: Annotated[str, typer.Argument(help="A job `fraudlab schedule` lists.")],
 ) -> None:
     """Pause a job: its runs are skipped until it is resumed (runs by hand still work)."""
-    if get_settings().stack == "compose":
+    if _compose_host():
         _compose_schedule(["pause", name])
     from fraudlab import schedules
 
@@ -211,7 +223,7 @@ def schedule_resume(
     name: Annotated[str, typer.Argument(help="A job `fraudlab schedule` lists.")],
 ) -> None:
     """Resume a paused job: it runs again at its next scheduled time (not now)."""
-    if get_settings().stack == "compose":
+    if _compose_host():
         _compose_schedule(["resume", name])
     from fraudlab import schedules
 
@@ -230,6 +242,13 @@ def restart(
     """Restart one component with the settings as they are now (overrides included)."""
     from fraudlab import stack
 
+    if _compose_host():
+        from fraudlab import compose
+
+        service = {"evidently": "monitoring"}.get(component, component)
+        compose.Compose(get_settings()).restart(service)
+        raise typer.Exit(0)
+
     raise typer.Exit(stack.restart(get_settings(), component))
 
 
@@ -240,7 +259,7 @@ def down(
     ] = False,
 ) -> None:
     """Stop every process the stack started (and nothing else)."""
-    if get_settings().stack == "compose":
+    if _compose_host():
         from fraudlab import compose
 
         raise typer.Exit(compose.down(get_settings(), volumes=volumes))
@@ -252,7 +271,7 @@ def down(
 @app.command()
 def status() -> None:
     """Show each component, its URL and its health."""
-    if get_settings().stack == "compose":
+    if _compose_host():
         from fraudlab import compose
 
         raise typer.Exit(compose.status(get_settings()))
@@ -278,7 +297,7 @@ def logs(
     lines: Annotated[int, typer.Option("--lines", "-n", help="Lines per log.")] = 40,
 ) -> None:
     """Show the tail of the stack's logs."""
-    if get_settings().stack == "compose":
+    if _compose_host():
         from fraudlab import compose
 
         raise typer.Exit(compose.logs(get_settings(), component, lines))
@@ -326,7 +345,7 @@ def loadtest(
     seconds: Annotated[int | None, typer.Option(help="Duration in seconds.")] = None,
 ) -> None:
     """Run Locust headless against serving at a fixed rate and report latency vs the budget."""
-    if get_settings().stack == "compose":
+    if _compose_host():
         from fraudlab import compose
 
         raise typer.Exit(compose.loadtest(get_settings(), rps, seconds))
@@ -369,7 +388,7 @@ def monitor(
     Findings (warn, alert) are printed, not raised: the exit code is 1 only when a monitor
     could not run. Reports land in <home>/monitoring/<UTC timestamp>/.
     """
-    if get_settings().stack == "compose":
+    if _compose_host():
         from fraudlab import compose
 
         raise typer.Exit(compose.monitor(get_settings(), check))
@@ -409,7 +428,7 @@ def rollback() -> None:
 
 def _run_dag(dag_id: str) -> None:
     # Containerised: the stack's own scheduler runs it, triggered through the REST API.
-    if get_settings().stack == "compose":
+    if _compose_host():
         from fraudlab import compose
 
         raise typer.Exit(compose.run_dag(get_settings(), dag_id))
@@ -471,6 +490,26 @@ def bootstrap() -> None:
     from fraudlab import stack
 
     raise typer.Exit(0 if stack.bootstrap(get_settings()) else 1)
+
+
+@app.command()
+def serve() -> None:
+    """Containerised serving: run BentoML on the deployed release and restart it in place when
+    `fraudlab deploy` moves the release pointer (the serving container's command)."""
+    from fraudlab import serve as supervisor
+
+    raise typer.Exit(supervisor.run(get_settings()))
+
+
+@app.command(name="candidate-repo")
+def candidate_repo() -> None:
+    """Containerised workstation: make the candidate's git checkout of this code (once)."""
+    from fraudlab import checkout
+
+    settings = get_settings()
+    made = checkout.ensure(settings)
+    where = settings.lab_repo
+    typer.echo(f"created the checkout {where}" if made else f"checkout {where} is there")
 
 
 @app.command(name="airflow-init")

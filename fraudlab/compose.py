@@ -6,8 +6,9 @@ committed), building the images (a local Debian base first when no registry answ
 meaning of ``up``, ``down``, ``status``, ``logs``, ``loadtest``, ``monitor`` and the DAG
 commands for this stack: work runs inside the stack's containers through the same CLI
 (``docker compose exec … fraudlab …``), DAGs run on Airflow's scheduler, triggered through its
-REST API. Primitives for acting on containers (``Compose.exec``, ``stop``, ``start``,
-``restart``) are public, for the scenario engine, which runs on the host.
+REST API. The scenario lab's verbs run in a one-off lab runner container (``lab``: the
+``compose run`` of a service under the ``lab`` profile), which reads the catalogue from this
+checkout and acts on the stack from inside it (``fraudlab.containers``).
 
 Must not: contain pipeline, serving or monitoring logic (containers run the same code as the
 embedded stack, configured by environment only), or act on containers of another compose
@@ -204,11 +205,16 @@ class Compose:
 
     def _env(self) -> dict[str, str]:
         # The shell's variables win over .env in compose's interpolation. GIT_COMMIT labels the
-        # images; FRAUDLAB_ENV_FILE is the env_file the containers read (the same .env).
+        # images; FRAUDLAB_ENV_FILE is the env_file the containers read (the same .env); the
+        # lab runner learns its project and gets the Docker socket's group (a fact of this host).
+        socket = docker_socket()
         return {
             **os.environ,
             "GIT_COMMIT": os.environ.get("GIT_COMMIT") or git_commit(),
             "FRAUDLAB_ENV_FILE": str(self.env_file.resolve()),
+            "FRAUDLAB_COMPOSE_PROJECT": self.project,
+            "DOCKER_SOCKET": str(socket),
+            "DOCKER_GID": str(socket.stat().st_gid) if socket.exists() else "0",
         }
 
     def run(
@@ -228,9 +234,11 @@ class Compose:
             raise ComposeError(f"`compose {' '.join(args)}` failed ({result.returncode}) {detail}")
         return result
 
-    # The compose file is the list of services; one-shot jobs are those that never restart.
+    # The compose file is the list of services (those under a profile — the lab runners — are
+    # never part of the stack); one-shot jobs are those that never restart.
     def services(self) -> dict[str, dict]:
-        return yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+        found = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+        return {name: spec for name, spec in found.items() if not spec.get("profiles")}
 
     def long_running(self) -> list[str]:
         return [name for name, spec in self.services().items() if spec.get("restart") != "no"]
@@ -292,6 +300,70 @@ class Compose:
 
     def restart(self, *services: str) -> None:
         self.run(["restart", *services], capture=True, check=True)
+
+
+def docker_socket() -> Path:
+    """The Engine API socket this host's docker talks to (DOCKER_HOST=unix://… or the default)."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if host.startswith("unix://"):
+        return Path(host.removeprefix("unix://"))
+    return Path("/var/run/docker.sock")
+
+
+# --- the scenario lab ------------------------------------------------------------------------
+
+LAB_PROFILE = "lab"
+
+
+def _lab_run(compose: Compose, service: str, flags: Sequence[str]) -> list[str]:
+    """``compose run`` of a lab runner: one-off, removed afterwards, nothing else started."""
+    return [
+        *compose.command,
+        "--profile",
+        LAB_PROFILE,
+        "run",
+        "--rm",
+        "--no-deps",
+        *flags,
+        service,
+    ]
+
+
+def lab(settings: Settings, args: Sequence[str], stack: bool = False) -> int:
+    """Run ``fraudlab lab <args>`` in a one-off lab runner and return its exit code.
+
+    ``stack``: the runner with the Docker socket (``lab-stack``: break and reset stop, start and
+    restart the stack's services); otherwise ``lab``, which has none — verify runs a
+    candidate's code there. Both mount the catalogue read-only from this checkout, the home
+    volume, the lab's own volume and the candidate's checkout. The passphrase reaches the runner
+    from ``FRAUDLAB_LAB_PASSPHRASE`` when set, else the runner prompts on this terminal.
+    """
+    compose = Compose(settings)
+    flags = [] if sys.stdin.isatty() else ["-T"]  # -T: no terminal to give it (scripts, tests)
+    passphrase = os.environ.get("FRAUDLAB_LAB_PASSPHRASE") or (
+        settings.lab_passphrase.get_secret_value() if settings.lab_passphrase else None
+    )
+    if passphrase:
+        flags += ["-e", f"FRAUDLAB_LAB_PASSPHRASE={passphrase}"]
+    command = _lab_run(compose, "lab-stack" if stack else "lab", flags)
+    return subprocess.run(
+        [*command, "fraudlab", "lab", *args], cwd=REPO_ROOT, env=compose._env(), check=False
+    ).returncode
+
+
+def lab_status_line(settings: Settings) -> str | None:
+    """At most "a scenario is active", read by a lab runner (the state is in its volume)."""
+    compose = Compose(settings)
+    done = subprocess.run(
+        [*_lab_run(compose, "lab", ["-T"]), "fraudlab", "lab", "status"],
+        cwd=REPO_ROOT,
+        env=compose._env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines() if done.returncode == 0 else []
+    return lines[-1] if lines else None
 
 
 # --- images ----------------------------------------------------------------------------------
@@ -588,6 +660,9 @@ def status(settings: Settings) -> int:
             )
     else:
         out.print("data: the workstation container is not running (`make up STACK=compose`)")
+    line = lab_status_line(settings)
+    if line:
+        out.print(line)
     if not all_ok:
         out.print(
             "not all services are healthy: `make logs STACK=compose C=<service>` shows why, "

@@ -163,6 +163,12 @@ def set_current(settings: Settings, release: Release) -> None:
     os.replace(tmp, pointer)
 
 
+def clear_current(settings: Settings) -> None:
+    """Deploy nothing: serving runs the code it was installed with (the containerised serving:
+    the image's code) from its next start."""
+    (releases_dir(settings) / CURRENT).unlink(missing_ok=True)
+
+
 def find_or_build(settings: Settings, source: Path = REPO_ROOT) -> Release:
     """A release with exactly the working tree's content: the newest such one, or a new one."""
     files = {name: path.read_bytes() for name, path in source_files(source).items()}

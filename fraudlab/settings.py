@@ -242,6 +242,17 @@ class Settings(BaseSettings):
         default=None,
         description="Commit of the code where there is no git checkout (images set it when built).",
     )
+    in_container: bool = Field(
+        default=False,
+        description="Set by docker-compose.yml in its containers: this process runs inside the"
+        " containerised stack and acts on its services directly (URLs, the release pointer),"
+        " never through the compose CLI, which only the host has.",
+    )
+    docker_socket: Path = Field(
+        default=Path("/var/run/docker.sock"),
+        description="Docker Engine API socket through which the containerised lab runner stops,"
+        " starts and restarts the stack's services.",
+    )
 
     # --- serving behaviour ----------------------------------------------------------------
     ort_threads: int = Field(default=1, description="onnxruntime intra-op threads.")
@@ -396,6 +407,17 @@ class Settings(BaseSettings):
         description="Git checkout the scenario lab works in: its broken_scenarios/ catalogue "
         "and code-review branches (default: this project's checkout).",
     )
+    lab_dir: Path | None = Field(
+        default=None,
+        description="Where the scenario lab keeps its encrypted state, baseline snapshot, cache"
+        " and scratch space (default: <home>/lab). The containerised stack points it at a volume"
+        " the candidate's workstation does not mount.",
+    )
+    lab_catalogue: Path | None = Field(
+        default=None,
+        description="The scenario catalogue (default: broken_scenarios/ of the lab repository)."
+        " The containerised lab runner reads the interviewer's checkout, mounted read-only.",
+    )
     lab_passphrase: SecretStr | None = Field(
         default=None,
         description="Passphrase for seal/unseal and interviewer verbs while sealed; prompted "
@@ -474,6 +496,10 @@ class Settings(BaseSettings):
     @property
     def training_dir(self) -> Path:
         return self.home.resolve() / "training"
+
+    @property
+    def lab_state_dir(self) -> Path:
+        return (self.lab_dir or self.home / "lab").resolve()
 
 
 @lru_cache(maxsize=1)

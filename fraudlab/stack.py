@@ -633,10 +633,12 @@ def serving_release(settings: Settings) -> releases.Release:
     return release
 
 
-def _start_serving(settings: Settings) -> bool:
-    release = releases.current(settings) if not settings.serving_url else None
-    if release is None and not settings.serving_url:
-        release = serving_release(settings)
+def serving_command(
+    settings: Settings, release: releases.Release | None, pythonpath: str | None = None
+) -> tuple[list[str], dict[str, str], Path]:
+    """How serving runs ``release`` (None: the code this process runs): the command, the
+    variables it needs on top of the stack's environment, and its working directory. The
+    embedded stack and the containerised serving (``fraudlab serve``) start it the same way."""
     command = [
         *_tool("bentoml"),
         "serve",
@@ -648,8 +650,17 @@ def _start_serving(settings: Settings) -> bool:
         *(["--working-dir", str(release.path)] if release else []),
     ]
     # The release's packages come first on the path: serving imports what was deployed, not
-    # the working tree the project is installed from.
-    release_env = {"PYTHONPATH": str(release.path)} if release else {}
+    # the working tree the project is installed from (``pythonpath``: what else it may import).
+    path = os.pathsep.join(p for p in (str(release.path), pythonpath) if p) if release else ""
+    release_env = {"PYTHONPATH": path} if release else {}
+    return command, release_env, release.path if release else REPO_ROOT
+
+
+def _start_serving(settings: Settings) -> bool:
+    release = releases.current(settings) if not settings.serving_url else None
+    if release is None and not settings.serving_url:
+        release = serving_release(settings)
+    command, release_env, cwd = serving_command(settings, release)
     return _ensure_server(
         settings,
         Server(
@@ -665,7 +676,7 @@ def _start_serving(settings: Settings) -> bool:
             # BentoML empties $BENTOML_HOME/prometheus_multiproc_dir at start: two stacks sharing
             # the default home would overwrite each other's /metrics. Each stack gets its own.
             extra_env={"BENTOML_HOME": str(settings.home.resolve() / "bentoml"), **release_env},
-            cwd=release.path if release else REPO_ROOT,
+            cwd=cwd,
         ),
     )
 
@@ -868,6 +879,8 @@ def restart(settings: Settings, component: str) -> int:
             f"[bold red]✗[/] cannot restart '{component}': choose one of {', '.join(RESTARTABLE)}"
         )
         return 2
+    if settings.stack == "compose" and settings.in_container:
+        return _restart_in_container(settings, component)
     fresh = settings.reloaded()
     message = _stop(fresh, component)
     if message:
@@ -880,12 +893,56 @@ def restart(settings: Settings, component: str) -> int:
     return 0 if started else 1
 
 
+def _restart_in_container(settings: Settings, component: str) -> int:
+    """Inside the containerised stack: serving restarts through its supervisor
+    (``fraudlab.serve``); other containers restart from the host."""
+    from fraudlab import serve
+
+    if component != "serving":
+        console.print(
+            f"[bold red]✗[/] {component} runs in a container of its own: restart it from the "
+            f"host (`docker compose restart {component}`)"
+        )
+        return 2
+    try:
+        serve.restart(settings)
+    except TimeoutError as exc:
+        console.print(f"[bold red]✗[/] {exc}")
+        return 1
+    console.print("[green]✓[/] serving restarted and ready")
+    return 0
+
+
+def _deploy_in_container(settings: Settings) -> int:
+    """Inside the containerised stack: the release goes to the home volume and serving's
+    supervisor (``fraudlab serve``) restarts on it. The working tree is the code this command
+    runs from: the image's, or the candidate's checkout when run from its root."""
+    from fraudlab import serve
+
+    running = serve.status(settings) or {}
+    release = releases.find_or_build(settings)
+    if running.get("release") == release.id and serving_ready(settings):
+        console.print(f"[green]✓[/] serving already runs the working tree ({release.describe()})")
+        return 0
+    was = running.get("release") or "the image's code"
+    console.print(f"[bold cyan]→[/] deploying {release.describe()} to serving (was {was})")
+    try:
+        serve.deploy(settings, release)
+    except TimeoutError as exc:
+        console.print(f"[bold red]✗[/] {exc}")
+        return 1
+    console.print(f"[green]✓[/] serving runs {release.describe()}")
+    return 0
+
+
 def deploy(settings: Settings) -> int:
     """Ship the working tree to serving: build (or reuse) its release and restart serving on it.
 
     Requests arriving during the restart fail (the simulator retries them); 0 when serving is
     ready on the new release.
     """
+    if settings.stack == "compose" and settings.in_container:
+        return _deploy_in_container(settings)
     if settings.serving_url:
         console.print(
             f"[bold red]✗[/] serving is external ({settings.serving_url}): deploy it where it runs"

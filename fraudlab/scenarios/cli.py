@@ -6,6 +6,12 @@ interviewer verbs (``hint``, ``reveal``, ``reset``, ``list``) ask for the passph
 lab is sealed. Errors go to stderr with the next step; exit codes: 0 done, 1 failed/NO,
 2 nothing to act on or bad usage, 3 wrong passphrase.
 
+Containerised stack (``FRAUDLAB_STACK=compose``): on the host, each verb runs in a one-off
+lab runner container (``fraudlab.compose.lab``) — break and reset in ``lab-stack``, which holds
+the Docker socket, the others in ``lab``, which does not (verify runs the candidate's code);
+inside the runner the verbs run here; anywhere else inside the stack (the candidate's
+workstation) they refuse: the lab is not there.
+
 Must not: contain engine logic (``fraudlab.scenarios.engine``).
 """
 
@@ -42,6 +48,25 @@ def _lab():
     return Lab(get_settings(), passphrase=_passphrase)
 
 
+def _run_where_the_lab_is(args: list[str], stack: bool = False) -> None:
+    """Containerised stack: hand the verb to the lab runner (from the host) or refuse (in a
+    container without the lab); returns when the verb is to run in this process."""
+    settings = get_settings()
+    if settings.stack != "compose":
+        return
+    if not settings.in_container:
+        from fraudlab import compose
+
+        raise typer.Exit(compose.lab(settings, args, stack=stack))
+    if settings.lab_catalogue is None:
+        typer.echo(
+            "✗ the scenario lab does not run in this container: the interviewer runs its verbs"
+            " (`make verify STACK=compose` included) from the host",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
 def _reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -64,6 +89,7 @@ def _reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 @_reports_errors
 def list_() -> None:
     """List the scenarios: id, title, kind, difficulty, seniority, time box (never the cause)."""
+    _run_where_the_lab_is(["list"])
     # Plain columns rather than a rich table: titles never wrap mid-word, and grep works.
     rows = [("id", "title", "kind", "difficulty", "seniority", "time box")]
     for m in _lab().scenarios():
@@ -92,6 +118,9 @@ def break_(
     ] = None,
 ) -> None:
     """Check the baseline, inject the scenario, print the candidate's ticket — nothing else."""
+    _run_where_the_lab_is(
+        ["break", scenario, *(["--seed", str(seed)] if seed is not None else [])], stack=True
+    )
     typer.echo(_lab().break_(scenario, seed), nl=False)
 
 
@@ -103,6 +132,7 @@ def verify(
     ] = False,
 ) -> None:
     """OK/NO per check of the active scenario; exit 0 only when every check passes."""
+    _run_where_the_lab_is(["verify", *(["--explain"] if explain else [])])
     lab = _lab()
     if explain:
         lab.require_interviewer()
@@ -120,6 +150,7 @@ def verify(
 @_reports_errors
 def hint() -> None:
     """Give the next hint of the ladder (vague first); the lab remembers how many were given."""
+    _run_where_the_lab_is(["hint"])
     given = _lab().hint()
     if given.text is None:
         typer.echo(f"no hints left ({given.total} given): `make reveal` shows the answer")
@@ -131,6 +162,7 @@ def hint() -> None:
 @_reports_errors
 def reveal() -> None:
     """Interviewer: cause, diagnosis path, hints, reference fix, rubric, follow-up questions."""
+    _run_where_the_lab_is(["reveal"])
     typer.echo(_lab().reveal(), nl=False)
 
 
@@ -138,6 +170,7 @@ def reveal() -> None:
 @_reports_errors
 def reset() -> None:
     """Return to the verified healthy baseline from any state (harmless when nothing is active)."""
+    _run_where_the_lab_is(["reset"], stack=True)
     typer.echo(_lab().reset())
 
 
@@ -145,6 +178,7 @@ def reset() -> None:
 @_reports_errors
 def seal() -> None:
     """Encrypt the catalogue's interviewer material and the state with a passphrase."""
+    _run_where_the_lab_is(["seal"])
     lab = _lab()
     if lab.store.sealed():
         typer.echo("✗ the lab is already sealed", err=True)
@@ -160,4 +194,15 @@ def seal() -> None:
 @_reports_errors
 def unseal() -> None:
     """Decrypt what `seal` encrypted."""
+    _run_where_the_lab_is(["unseal"])
     typer.echo(_lab().unseal(_passphrase()))
+
+
+@lab_app.command()
+@_reports_errors
+def status() -> None:
+    """Say whether a scenario is active, never which: the line `make status` shows."""
+    _run_where_the_lab_is(["status"])
+    line = _lab().status_line()
+    if line:
+        typer.echo(line)

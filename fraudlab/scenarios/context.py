@@ -2,7 +2,11 @@
 
 Owns: the small, stable surface a scenario is written against — the stack's settings, the
 seeded variant, scenario-private data (persisted encrypted by the engine), quiet helpers to run
-commands, git and the ``fraudlab`` CLI, and to check and restart the embedded stack.
+commands, git and the ``fraudlab`` CLI, and to check and restart the stack. Every method that
+touches a process means the same in both stacks: embedded, it acts on the local processes
+(``fraudlab.stack``); containerised (``settings.stack == "compose"``, the lab runner inside
+the stack), on the service containers through the Docker Engine API (``fraudlab.containers``)
+and on serving through its release supervisor (``fraudlab.serve``).
 
 Must not: print to the candidate (everything a scenario prints is captured by the engine and
 kept, encrypted, for the interviewer), or know about any particular scenario.
@@ -85,9 +89,9 @@ class ScenarioContext:
 
     @property
     def work_dir(self) -> Path:
-        """Scratch space under ``<home>/lab/work`` (neutral name), deleted by the engine after
+        """Scratch space under the lab directory's ``work/`` (neutral name), deleted after
         ``reset``. Put backups and temporary checkouts here, never in the repository."""
-        path = self.settings.home.resolve() / "lab" / "work"
+        path = self.settings.lab_state_dir / "work"
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return path
 
@@ -137,8 +141,14 @@ class ScenarioContext:
         import os
 
         full_env = {**os.environ, **(env or {})}
+        # The lab's git work never runs the repository's hooks: in the containerised stack the
+        # repository is the candidate's, and the lab runner must not execute what they put there.
         return self.run(
-            ["git", *args], cwd=cwd or self.repo, env=full_env, input=input, check=check
+            ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", *args],
+            cwd=cwd or self.repo,
+            env=full_env,
+            input=input,
+            check=check,
         )
 
     def env(self) -> dict[str, str]:
@@ -168,12 +178,28 @@ class ScenarioContext:
 
         return stack.mlflow_healthy(self.settings) and stack.serving_ready(self.settings)
 
+    @property
+    def _containerised(self) -> bool:
+        return self.settings.stack == "compose"
+
     def restart_serving(self, **overrides: Any) -> None:
-        """Stop the embedded serving process and start it again, optionally with settings
-        overridden for the new process only (``ctx.restart_serving(ort_threads=8)``); waits
-        until it is ready. ``reset`` calls it without overrides to restore the baseline."""
+        """Stop the serving process and start it again, optionally with settings overridden for
+        the new process only (``ctx.restart_serving(ort_threads=8)``); waits until it is ready.
+        ``reset`` calls it without overrides to restore the baseline (containerised: the
+        container restarts, and its new process has no overrides)."""
         from fraudlab import stack
 
+        if self._containerised:
+            from fraudlab import containers, serve
+
+            if not overrides:
+                containers.restart_serving(self.settings)
+                return
+            target = self.settings.reloaded().model_copy(update=overrides)
+            variables = target.environment()
+            names = {f"FRAUDLAB_{name.upper()}" for name in overrides}
+            serve.restart(self.settings, {k: v for k, v in variables.items() if k in names})
+            return
         if self.settings.serving_url:
             raise RuntimeError(
                 "serving is external (FRAUDLAB_SERVING_URL is set): restart it where it runs"
@@ -183,6 +209,19 @@ class ScenarioContext:
         stack._stop(self.settings, "serving")
         if not stack._start_serving(target):
             raise RuntimeError("serving did not become ready after the restart")
+
+    def serving_started_at(self) -> float | None:
+        """When the serving process that answers now started (epoch seconds; None when no
+        serving process is known): records logged since then are that process's."""
+        if self._containerised:
+            from fraudlab import serve
+
+            found = serve.status(self.settings)
+            return float(found["started_at"]) if found else None
+        from fraudlab import stack
+
+        record = stack.running(self.settings, "serving")
+        return record.started_at if record else None
 
     # --- incidents: what the running system is made of ---------------------------------------
 
@@ -209,17 +248,30 @@ class ScenarioContext:
             if changes
             else releases.find_or_build(self.settings, REPO_ROOT)
         )
+        if self._containerised:
+            from fraudlab import serve
+
+            serve.deploy(self.settings, release)  # serving's supervisor follows the pointer
+            return release.id
         releases.set_current(self.settings, release)
         self.restart_serving()
         return release.id
 
     def traffic_running(self) -> bool:
+        if self._containerised:
+            from fraudlab import containers
+
+            return containers.traffic_running(self.settings)
         from fraudlab import stack
 
         return stack.running(self.settings, "traffic") is not None
 
     def stop_traffic(self) -> bool:
         """Stop the paced simulator; True if it was running."""
+        if self._containerised:
+            from fraudlab import containers
+
+            return containers.stop(self.settings, "traffic")
         from fraudlab import stack
 
         was = self.traffic_running()
@@ -227,6 +279,11 @@ class ScenarioContext:
         return was
 
     def start_traffic(self) -> None:
+        if self._containerised:
+            from fraudlab import containers
+
+            containers.start_traffic(self.settings)
+            return
         from fraudlab import stack
 
         if not stack._start_traffic(self.settings.reloaded()):
@@ -234,7 +291,8 @@ class ScenarioContext:
 
     def fast_forward(self, hours: float, workers: int = 4, timeout_s: float = 600.0) -> None:
         """Replay ``hours`` of simulated time as fast as serving answers (the paced simulator
-        is paused meanwhile), so that monitors have the traffic a symptom needs."""
+        is paused meanwhile), so that monitors have the traffic a symptom needs. Containerised,
+        the replay runs in the lab runner itself, against serving's service address."""
         was_running = self.stop_traffic()
         try:
             self.fraudlab(
@@ -255,7 +313,7 @@ class ScenarioContext:
         import hashlib
 
         digest = hashlib.sha256(f"{self.scenario_id}:{name}".encode()).hexdigest()[:16]
-        path = self.settings.home.resolve() / "lab" / "cache" / digest
+        path = self.settings.lab_state_dir / "cache" / digest
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return path
 

@@ -105,7 +105,15 @@ class Lab:
     ):
         self.settings = settings
         self.repo = Path(repo or getattr(settings, "lab_repo", None) or REPO_ROOT).resolve()
-        self.store = LabStore(settings.home)
+        # The catalogue lives in the lab repository (embedded) or apart from it: the
+        # containerised lab runner reads the interviewer's checkout, mounted read-only, while
+        # its repository is the candidate's checkout, which never holds the catalogue.
+        self.catalogue_dir = (
+            Path(settings.lab_catalogue).resolve()
+            if settings.lab_catalogue
+            else catalogue_root(self.repo)
+        )
+        self.store = LabStore(settings.lab_state_dir)
         self._passphrase = passphrase
 
     # --- keys and catalogue --------------------------------------------------------------------
@@ -122,7 +130,15 @@ class Lab:
             raise LabError("wrong passphrase", 3) from None
 
     def catalogue(self, key: bytes | None = None) -> Catalogue:
-        return Catalogue(catalogue_root(self.repo), key if self.store.sealed() else None)
+        return Catalogue(self.catalogue_dir, key if self.store.sealed() else None)
+
+    def _sealable_files(self) -> list[Path]:
+        """The catalogue files ``seal`` encrypts in place: those of a catalogue inside the lab
+        repository. A catalogue kept apart (the containerised runner's read-only mount of the
+        interviewer's checkout) never reaches the candidate, and is left as it is."""
+        if not self.catalogue_dir.is_relative_to(self.repo):
+            return []
+        return catalogue_files(self.catalogue_dir)
 
     def _load(self, key: bytes) -> tuple[ActiveScenario, Scenario]:
         state = self.store.load(key)
@@ -390,7 +406,7 @@ class Lab:
         if state is not None:
             scenario = self.catalogue().get(state.scenario_id)
             capsule = (str(scenario.folder), scenario.files())
-        files = catalogue_files(catalogue_root(self.repo))
+        files = self._sealable_files()
         relative = [str(p.relative_to(self.repo)) for p in files]
         # The seal file first: if sealing stops half way, unseal still opens what was sealed.
         key = self.store.new_seal(passphrase, relative)
@@ -399,12 +415,14 @@ class Lab:
             if not crypto.is_sealed(data):
                 path.write_bytes(crypto.seal_bytes(key, data))
         self._skip_worktree(relative, True)
-        for cache in catalogue_root(self.repo).rglob("__pycache__"):
+        for cache in self.catalogue_dir.rglob("__pycache__") if files else ():
             shutil.rmtree(cache, ignore_errors=True)
         if state is not None and capsule is not None:
             self.store.save(state, key)
             self.store.write_capsule(state, *capsule)
         self.store.key_file.unlink(missing_ok=True)
+        if not files:
+            return "sealed the lab state (the catalogue is read from outside this checkout)"
         return f"sealed {len(files)} catalogue file(s) and the lab state"
 
     def unseal(self, passphrase: str) -> str:
@@ -415,9 +433,7 @@ class Lab:
         except crypto.WrongPassphrase:
             raise LabError("wrong passphrase", 3) from None
         recorded = self.store.seal_info().files
-        paths = {self.repo / rel for rel in recorded} | set(
-            catalogue_files(catalogue_root(self.repo))
-        )
+        paths = {self.repo / rel for rel in recorded} | set(self._sealable_files())
         opened = 0
         for path in sorted(paths):
             if path.is_file():

@@ -6,7 +6,7 @@ lab's work dir, and a candidate-style commit on a branch (for tests).
 
 Must not: commit on, check out or move any ref other than the review branch it is given, or
 discard a candidate's uncommitted work without first saving it as a patch under
-``<home>/lab/saved/``.
+the lab directory's ``saved/``.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def _save_uncommitted(ctx: ScenarioContext, tree: Path) -> Path | None:
     patch = ctx.git("diff", "HEAD", "--binary", cwd=tree, check=False).stdout
     if not patch.strip():
         return None
-    saved = ctx.settings.home.resolve() / "lab" / "saved"
+    saved = ctx.settings.lab_state_dir / "saved"
     saved.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = saved / f"uncommitted-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}.patch"
     path.write_text(patch)

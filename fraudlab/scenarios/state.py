@@ -1,7 +1,8 @@
 """The lab's state on disk: the active scenario, the seal, and the verify capsule.
 
-Owns: ``<home>/lab/`` — every file in it is encrypted or a key, and none is named after a
-scenario:
+Owns: the lab directory (``Settings.lab_state_dir``: ``<home>/lab/`` unless ``FRAUDLAB_LAB_DIR``
+says otherwise; the containerised stack keeps it in a volume of its own) — every file in it is
+encrypted or a key, and none is named after a scenario:
 
 - ``state.enc``: the active scenario (id, seed, variant, hints given, start time, baseline,
   scenario-private data, the captured inject/reset log), a Fernet token;
@@ -69,10 +70,10 @@ class Capsule(BaseModel):
 
 
 class LabStore:
-    """Reads and writes ``<home>/lab``; keys are passed in, never guessed."""
+    """Reads and writes the lab directory ``root``; keys are passed in, never guessed."""
 
-    def __init__(self, home: Path):
-        self.root = home.resolve() / "lab"
+    def __init__(self, root: Path):
+        self.root = root.resolve()
         self.state_file = self.root / "state.enc"
         self.key_file = self.root / "lab.key"
         self.seal_file = self.root / "seal.json"
