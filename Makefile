@@ -163,6 +163,8 @@ monitor-dag:
 # The interview verbs. `@` and `--quiet`: neither make nor uv may echo anything around the
 # ticket (make would print the command line, scenario id included, into the candidate's
 # terminal). hint, reveal, reset and list ask for the passphrase while the lab is sealed.
+# STACK=compose: each verb runs in a one-off lab runner container of the containerised stack
+# (break and reset in the one with the Docker socket); the README says what the candidate sees.
 LAB = @$(UV) run --quiet fraudlab lab
 
 ## List the scenarios: id, title, kind, difficulty, seniority, time box (never the cause)

@@ -124,7 +124,10 @@ def remove_lab_worktrees(ctx: ScenarioContext) -> None:
 
 
 def _save_uncommitted(ctx: ScenarioContext, tree: Path) -> Path | None:
-    patch = ctx.git("diff", "HEAD", "--binary", cwd=tree, check=False).stdout
+    # never the repository's configured diff programs: it may be the candidate's to configure
+    patch = ctx.git(
+        "diff", "--no-ext-diff", "--no-textconv", "HEAD", "--binary", cwd=tree, check=False
+    ).stdout
     if not patch.strip():
         return None
     saved = ctx.settings.lab_state_dir / "saved"

@@ -9,8 +9,8 @@ says so, and recovers without a restart), MLflow down (serving keeps the loaded 
 serving restarted (no record written before the stop is lost, and the stop is clean).
 
 Skipped, with the reason, when no Docker engine or compose command answers. With the images
-cached, the whole compose session (these and tests/compose/test_compose_lab.py) takes ~15
-minutes on a 2-core machine (a cold build adds ~15-25 minutes).
+cached, the whole compose session (these and tests/compose/test_compose_lab.py) took 11 minutes
+on a 2-core machine (a cold build adds ~15-25 minutes).
 """
 
 from __future__ import annotations
