@@ -15,9 +15,10 @@ requests, and the client's view too. Then one of:
   request (``self.champion.check()`` on the request path, "so a promotion takes effect at
   once"): a synchronous HTTP round trip to the registry per request, on the event loop, where a
   background poller already does it every ``reload_interval_s``.
-- ``session_per_request``: a serving release whose ``ServedModel.predict`` builds an
-  onnxruntime session from the bundle's file on every call ("never a stale session"): the
-  model is loaded per request, with onnxruntime's default threads.
+- ``uncached_feature_service``: a serving release whose online-feature reader fetches the
+  model's feature service from the Feast registry on every lookup, uncached ("a re-applied
+  service is served at once, without a restart"): the registry is read and parsed per request,
+  inside the feature-lookup stage.
 
 verify (outcomes): the same probe again; passes when the probe's p99 is back within
 ``P99_TOLERANCE`` × the baseline probe's p99 (or within the latency budget as it was at break
@@ -54,7 +55,7 @@ NOISE_P50_RATIO = 3.0
 # the load. (8 and 8 saturate serving outright: a probe then outlasts verify's minute.)
 THREADS = {"ort_threads": 2, "ort_inter_op_threads": 2}
 SCORER = "serving/scorer.py"
-MODEL = "serving/model.py"
+FEATURES = "serving/online_features.py"
 
 
 # --- the releases two variants deploy ---------------------------------------------------------
@@ -80,28 +81,27 @@ def _registry_check(source: str) -> str:
     )
 
 
-def _session_per_request(source: str) -> str:
+def _uncached_feature_service(source: str) -> str:
     return _replace(
         source,
-        "    def predict(self, x: np.ndarray) -> np.ndarray:\n"
-        '        """Calibrated fraud probabilities for the rows of ``x`` (float32, model feature'
-        ' order)."""\n'
-        "        return self.session.run(self.output_names, {self.input_name: x})[0]\n",
-        "    def predict(self, x: np.ndarray) -> np.ndarray:\n"
-        '        """Calibrated fraud probabilities for the rows of ``x`` (float32, model feature'
-        " order).\n\n"
-        "        The graph is read from the bundle for every call: a bundle re-downloaded in place\n"
-        '        (same version, new file) is scored as it is on disk, never from a stale session."""\n'
-        "        import onnxruntime as ort\n\n"
-        "        session = ort.InferenceSession(str(self.bundle.onnx_path))\n"
-        "        return session.run(self.output_names, {self.input_name: x})[0]\n",
-        MODEL,
+        "    def service(self, name: str) -> FeatureService:\n"
+        '        """The named feature service, fetched from the registry once."""\n'
+        "        found = self._services.get(name)\n"
+        "        if found is None:\n"
+        "            found = self._services[name] = self.store.get_feature_service(name)\n"
+        "        return found\n",
+        "    def service(self, name: str) -> FeatureService:\n"
+        '        """The named feature service as the registry has it now: a service re-applied'
+        " by\n"
+        '        `make features` is served at once, without a restart of serving."""\n'
+        "        return self.store.get_feature_service(name, allow_cache=False)\n",
+        FEATURES,
     )
 
 
 RELEASES = {
     "registry_check": (SCORER, _registry_check),
-    "session_per_request": (MODEL, _session_per_request),
+    "uncached_feature_service": (FEATURES, _uncached_feature_service),
 }
 
 
