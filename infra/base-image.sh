@@ -10,8 +10,9 @@
 # Debian's python3 (3.11) at /usr/bin/python3, python3-venv and CA certificates. The project,
 # PostgreSQL and Redis images are then built FROM it (BASE_IMAGE build argument).
 #
-# Needs: root (debootstrap chroots and creates device nodes), debootstrap
-# (`apt-get install debootstrap`), a reachable Debian mirror (DEBIAN_MIRROR), a Docker engine.
+# Needs: root (debootstrap chroots and creates device nodes), debootstrap (installed with
+# apt-get when missing on a Debian-family host), a reachable Debian mirror (DEBIAN_MIRROR), a
+# Docker engine.
 # Idempotent: an existing TAG is kept unless FORCE=1. Takes ~3-6 minutes on 2 cores.
 set -eu
 
@@ -33,8 +34,18 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 if ! command -v debootstrap >/dev/null 2>&1; then
-    echo "debootstrap is missing: apt-get install -y debootstrap, then run this again" >&2
-    exit 1
+    # A fresh Debian/Ubuntu host: install it from the distribution's packages (we are root).
+    if command -v apt-get >/dev/null 2>&1; then
+        echo "debootstrap is missing: installing it with apt-get ..."
+        if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends debootstrap >/dev/null; }; then
+            echo "apt-get could not install debootstrap: install it by hand, then run this again" >&2
+            exit 1
+        fi
+    else
+        echo "debootstrap is missing: install it (Debian: apt-get install debootstrap), then run this again" >&2
+        exit 1
+    fi
 fi
 
 ROOTFS="$(mktemp -d "${TMPDIR:-/var/tmp}/fraudlab-rootfs.XXXXXX")"

@@ -23,20 +23,15 @@ restarted); the cached model is kept for the next break.
 
 from __future__ import annotations
 
-import io
 import shutil
 import sys
-import tarfile
-import time
 from pathlib import Path
 
 from fraudlab.scenarios import Check, ScenarioContext
 
 SERVICES = {"account_level": "fraud_model_v2", "merchant_level": "fraud_model_v3"}
 REPLAY_HOURS = 24.0  # a day of decisions: the drift window is a day of event time
-# a gzipped tar, hex-encoded: the lab directory must not hold bytes that happen to read as
-# anything (the hidden-state checks scan it as text), and hex spells no word
-ARCHIVE = "artifact.hex"
+ARCHIVE = "artifact.hex"  # ctx.keep_run's archive
 SERVING_FOLLOWS_S = 90.0
 
 
@@ -59,7 +54,7 @@ def _cache_key(ctx: ScenarioContext) -> str:
 
 def _train_into_cache(ctx: ScenarioContext, archive: Path) -> None:
     """Train on the variant's feature service (the training stages `fraudlab train` runs) and
-    keep the run directory, minus its training set, as a compressed archive."""
+    keep the run directory, minus its training set, as an archive."""
     from pipelines import training
 
     settings = ctx.settings.model_copy(update={"feature_service": _service(ctx)})
@@ -69,20 +64,9 @@ def _train_into_cache(ctx: ScenarioContext, archive: Path) -> None:
         training.write_training_set(settings, run)
         training.train(settings, run)
         training.evaluate(settings, run)
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-            for path in sorted(run.directory.rglob("*")):
-                if path.is_file() and path.name != training.TRAINING_SET_FILE:
-                    tar.add(path, arcname=str(path.relative_to(run.directory.parent)))
-        partial = archive.with_suffix(".partial")
-        partial.write_text(buffer.getvalue().hex())
-        partial.replace(archive)
+        ctx.keep_run(run.directory, archive, skip={training.TRAINING_SET_FILE})
     finally:
         shutil.rmtree(run.directory, ignore_errors=True)
-
-
-def _unhex(path: Path) -> io.BytesIO:
-    return io.BytesIO(bytes.fromhex(path.read_text()))
 
 
 def _prebuilt_run(ctx: ScenarioContext) -> Path:
@@ -91,12 +75,7 @@ def _prebuilt_run(ctx: ScenarioContext) -> Path:
     if not archive.exists():
         ctx.log(f"training the model once for this world ({_service(ctx)})")
         _train_into_cache(ctx, archive)
-    target = ctx.work_dir / "unpacked"
-    shutil.rmtree(target, ignore_errors=True)
-    with tarfile.open(fileobj=_unhex(archive), mode="r:gz") as tar:
-        tar.extractall(target, filter="data")
-    (run_dir,) = [p for p in target.iterdir() if p.is_dir()]
-    return run_dir
+    return ctx.unpack_run(archive)
 
 
 def _decisions(ctx: ScenarioContext) -> dict[str, float]:
@@ -114,22 +93,6 @@ def _decisions(ctx: ScenarioContext) -> dict[str, float]:
     return counts
 
 
-def _serving_follows(ctx: ScenarioContext, version: str) -> None:
-    """Ask serving to check the alias now (it would within its reload interval anyway)."""
-    import httpx
-
-    from fraudlab import stack
-
-    def serving_runs_it() -> bool:
-        try:
-            httpx.post(f"{ctx.settings.serving_base_url}/reload", json={}, timeout=30)
-        except httpx.HTTPError:
-            return False
-        return stack.served_model_version(ctx.settings) == version
-
-    ctx.wait_for(serving_runs_it, SERVING_FOLLOWS_S, f"serving to run v{version}")
-
-
 def _test_metrics(ctx: ScenarioContext, version: str) -> dict[str, float]:
     from pipelines.registry import client
 
@@ -137,35 +100,6 @@ def _test_metrics(ctx: ScenarioContext, version: str) -> dict[str, float]:
     run_id = mlflow.get_model_version(ctx.settings.model_name, version).run_id
     metrics = mlflow.get_run(run_id).data.metrics
     return {k.removeprefix("test_"): v for k, v in metrics.items() if k.startswith("test_")}
-
-
-def _history(ctx: ScenarioContext) -> None:
-    """What exists before the break, so that reset can remove what was written after it."""
-    ctx.private["reports_before"] = sorted(
-        p.name for p in ctx.settings.gates_dir.glob("*") if (p / "gates.json").exists()
-    )
-    ctx.private["started_ms"] = int(time.time() * 1000)
-
-
-def _forget_history(ctx: ScenarioContext) -> None:
-    """Gate reports and MLflow runs written since the break (the baseline keeps neither), so
-    that the next candidate does not find this one's models and reports."""
-    if "started_ms" not in ctx.private:
-        return
-    before = set(ctx.private.get("reports_before", []))
-    for path in ctx.settings.gates_dir.glob("*"):
-        if (path / "gates.json").exists() and path.name not in before:
-            shutil.rmtree(path, ignore_errors=True)
-    from pipelines.registry import client
-
-    mlflow = client(ctx.settings)
-    experiment = mlflow.get_experiment_by_name(ctx.settings.experiment)
-    if experiment is None:
-        return
-    for run in mlflow.search_runs(
-        [experiment.experiment_id], f"attributes.start_time >= {ctx.private['started_ms']}"
-    ):
-        mlflow.delete_run(run.info.run_id)
 
 
 def _champion_bundle(ctx: ScenarioContext):
@@ -188,7 +122,7 @@ def inject(ctx: ScenarioContext) -> None:
     from pipelines.registry import CHALLENGER
 
     settings = ctx.settings
-    _history(ctx)
+    ctx.remember_history()
     run = training.TrainingRun.load(_prebuilt_run(ctx))
     try:
         version = training.register(settings, run, CHALLENGER)
@@ -197,7 +131,7 @@ def inject(ctx: ScenarioContext) -> None:
     previous = move_champion(settings, version)  # the gates' own alias move, without the gates
     ctx.private.update(version=version, previous=previous)
     ctx.log(f"registered v{version} ({_service(ctx)}) and made it champion over v{previous}")
-    _serving_follows(ctx, version)
+    ctx.serving_follows(version, SERVING_FOLLOWS_S)
 
     before = _decisions(ctx)
     ctx.fast_forward(REPLAY_HOURS)
@@ -256,7 +190,7 @@ def verify(ctx: ScenarioContext) -> list[Check]:
 def reset(ctx: ScenarioContext) -> None:
     """The baseline restores aliases, versions, serving and data; what it does not keep —
     gate reports and MLflow runs written since the break — goes here."""
-    _forget_history(ctx)
+    ctx.forget_history()
 
 
 # --- tests only --------------------------------------------------------------------------------
@@ -301,7 +235,7 @@ def reference_fix(ctx: ScenarioContext) -> None:
     from pipelines.registry import CHAMPION, resolve_alias
 
     ctx.fraudlab("rollback")
-    _serving_follows(ctx, resolve_alias(ctx.settings, CHAMPION)[0])
+    ctx.serving_follows(resolve_alias(ctx.settings, CHAMPION)[0], SERVING_FOLLOWS_S)
 
 
 def wrong_fix(ctx: ScenarioContext) -> None:
@@ -313,4 +247,4 @@ def wrong_fix(ctx: ScenarioContext) -> None:
         env={**ctx.env(), "FRAUDLAB_FEATURE_SERVICE": _service(ctx)},
         timeout=600,
     )
-    _serving_follows(ctx, resolve_alias(ctx.settings, CHAMPION)[0])
+    ctx.serving_follows(resolve_alias(ctx.settings, CHAMPION)[0], SERVING_FOLLOWS_S)

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -158,23 +157,23 @@ def _cache_key(ctx: ScenarioContext, t0: pd.Timestamp) -> str:
 
 def stale_run(ctx: ScenarioContext, t0: pd.Timestamp) -> Path:
     """A training run as of T0 + label maturity (its window ends at T0), built once with
-    training's own stages and kept in the lab's cache as an archive (compressed: nothing in the
-    lab's files reads as text); returns the archive."""
+    training's own stages and kept in the lab's cache (``ctx.keep_run``); returns the
+    archive."""
     from pipelines import training
 
-    archive = ctx.cache_dir(_cache_key(ctx, t0)) / "run.tar.gz"
+    archive = ctx.cache_dir(_cache_key(ctx, t0)) / "artifact.hex"
     if archive.exists():
         return archive
     clock = t0 + pd.Timedelta(days=ctx.settings.label_maturity_days)
     run = training.start_run(ctx.settings, reason="weekly", clock=clock)
-    training.validate_raw_data(ctx.settings, run)
-    training.write_training_set(ctx.settings, run)
-    training.train(ctx.settings, run)
-    training.evaluate(ctx.settings, run)
-    partial = archive.with_name("partial.tar.gz")
-    with tarfile.open(partial, "w:gz") as tar:
-        tar.add(run.directory, arcname=run.directory.name)
-    partial.replace(archive)
+    try:
+        training.validate_raw_data(ctx.settings, run)
+        training.write_training_set(ctx.settings, run)
+        training.train(ctx.settings, run)
+        training.evaluate(ctx.settings, run)
+        ctx.keep_run(run.directory, archive)
+    finally:
+        shutil.rmtree(run.directory, ignore_errors=True)
     return archive
 
 
@@ -185,11 +184,7 @@ def register_stale(ctx: ScenarioContext, archive: Path) -> tuple[str, str]:
     from pipelines.gates import PREVIOUS_CHAMPION
     from pipelines.registry import CHALLENGER, CHAMPION, client, resolve_alias
 
-    unpacked = ctx.work_dir / "run"
-    shutil.rmtree(unpacked, ignore_errors=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(unpacked, filter="data")
-    [source] = list(unpacked.iterdir())
+    source = ctx.unpack_run(archive, "run")
     directory = ctx.settings.training_dir / source.name
     if directory.exists():
         directory = ctx.settings.training_dir / f"{source.name}-{ctx.rng.randint(1000, 9999)}"

@@ -23,12 +23,9 @@ this one's history.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import shutil
-import tarfile
-import time
 from pathlib import Path
 
 from fraudlab.scenarios import Check, ScenarioContext
@@ -38,9 +35,7 @@ SEGMENT_WORDS = {
     "wagering": "online betting and casino merchants",
     "supermarkets": "grocery stores and supermarket chains",
 }
-# a gzipped tar, hex-encoded: the lab directory must not hold bytes that happen to read as
-# anything (the hidden-state checks scan it as text), and hex spells no word
-ARCHIVE = "artifact.hex"
+ARCHIVE = "artifact.hex"  # ctx.keep_run's archive
 NEEDS = "needs.json"
 SERVING_FOLLOWS_S = 90.0
 # the gate settings an operator would raise to let a challenger through, and how to round them
@@ -133,22 +128,11 @@ def _train_into_cache(ctx: ScenarioContext, cache: Path) -> None:
         spec = json.loads((run.bundle / SPEC_FILE).read_text())
         challenger = ModelBundle(settings.model_name, "", "", run.bundle, spec)
         report = gates.evaluate_gates(settings, champion, challenger, "passed")
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-            for path in sorted(run.directory.rglob("*")):
-                if path.is_file() and path.name != training.TRAINING_SET_FILE:
-                    tar.add(path, arcname=str(path.relative_to(run.directory.parent)))
         # values only, in KNOBS order: nothing in the lab directory names a setting
         (cache / NEEDS).write_text(json.dumps([needed(report)[name] for name in KNOBS]))
-        partial = cache / (ARCHIVE + ".partial")
-        partial.write_text(buffer.getvalue().hex())
-        partial.replace(cache / ARCHIVE)
+        ctx.keep_run(run.directory, cache / ARCHIVE, skip={training.TRAINING_SET_FILE})
     finally:
         shutil.rmtree(run.directory, ignore_errors=True)
-
-
-def _unhex(path: Path) -> io.BytesIO:
-    return io.BytesIO(bytes.fromhex(path.read_text()))
 
 
 def _prebuilt_run(ctx: ScenarioContext) -> tuple[Path, dict[str, float]]:
@@ -156,27 +140,8 @@ def _prebuilt_run(ctx: ScenarioContext) -> tuple[Path, dict[str, float]]:
     if not (cache / ARCHIVE).exists():
         ctx.log(f"training the released model once for this world ({_category(ctx)})")
         _train_into_cache(ctx, cache)
-    target = ctx.work_dir / "unpacked"
-    shutil.rmtree(target, ignore_errors=True)
-    with tarfile.open(fileobj=_unhex(cache / ARCHIVE), mode="r:gz") as tar:
-        tar.extractall(target, filter="data")
-    (run_dir,) = [p for p in target.iterdir() if p.is_dir()]
+    run_dir = ctx.unpack_run(cache / ARCHIVE)
     return run_dir, dict(zip(KNOBS, json.loads((cache / NEEDS).read_text()), strict=True))
-
-
-def _serving_follows(ctx: ScenarioContext, version: str) -> None:
-    import httpx
-
-    from fraudlab import stack
-
-    def serving_runs_it() -> bool:
-        try:
-            httpx.post(f"{ctx.settings.serving_base_url}/reload", json={}, timeout=30)
-        except httpx.HTTPError:
-            return False
-        return stack.served_model_version(ctx.settings) == version
-
-    ctx.wait_for(serving_runs_it, SERVING_FOLLOWS_S, f"serving to run v{version}")
 
 
 def _bundle(ctx: ScenarioContext, version: str):
@@ -185,34 +150,6 @@ def _bundle(ctx: ScenarioContext, version: str):
 
     run_id = ctx.private["runs"][version]
     return download_bundle(ctx.settings, version, run_id, ctx.work_dir / "bundles")
-
-
-def _history(ctx: ScenarioContext) -> None:
-    """What exists before the break, so that reset can remove what was written after it."""
-    ctx.private["reports_before"] = sorted(
-        p.name for p in ctx.settings.gates_dir.glob("*") if (p / "gates.json").exists()
-    )
-    ctx.private["started_ms"] = int(time.time() * 1000)
-
-
-def _forget_history(ctx: ScenarioContext) -> None:
-    """Gate reports and MLflow runs written since the break (the baseline keeps neither)."""
-    if "started_ms" not in ctx.private:
-        return
-    before = set(ctx.private.get("reports_before", []))
-    for path in ctx.settings.gates_dir.glob("*"):
-        if (path / "gates.json").exists() and path.name not in before:
-            shutil.rmtree(path, ignore_errors=True)
-    from pipelines.registry import client
-
-    mlflow = client(ctx.settings)
-    experiment = mlflow.get_experiment_by_name(ctx.settings.experiment)
-    if experiment is None:
-        return
-    for run in mlflow.search_runs(
-        [experiment.experiment_id], f"attributes.start_time >= {ctx.private['started_ms']}"
-    ):
-        mlflow.delete_run(run.info.run_id)
 
 
 # --- the verbs ---------------------------------------------------------------------------------
@@ -224,7 +161,7 @@ def inject(ctx: ScenarioContext) -> None:
     from pipelines import gates, training
     from pipelines.registry import CHALLENGER, CHAMPION, client, resolve_alias
 
-    _history(ctx)
+    ctx.remember_history()
     previous = resolve_alias(ctx.settings, CHAMPION)[0]
     run_dir, needs = _prebuilt_run(ctx)
     try:
@@ -262,7 +199,7 @@ def inject(ctx: ScenarioContext) -> None:
         override_values=", ".join(f"{k}={v}" for k, v in overrides.items()),
     )
     ctx.log(f"v{version} promoted over v{previous} with {overrides}")
-    _serving_follows(ctx, version)
+    ctx.serving_follows(version, SERVING_FOLLOWS_S)
 
     bundle, old = _bundle(ctx, version), _bundle(ctx, previous)
     category = _category(ctx)
@@ -320,7 +257,7 @@ def verify(ctx: ScenarioContext) -> list[Check]:
 
 
 def reset(ctx: ScenarioContext) -> None:
-    _forget_history(ctx)
+    ctx.forget_history()
 
 
 # --- tests only --------------------------------------------------------------------------------
@@ -378,7 +315,7 @@ def reference_fix(ctx: ScenarioContext) -> None:
     ctx.fraudlab("config", "unset", *ctx.private["overrides"])
     if resolve_alias(ctx.settings, CHAMPION)[0] == ctx.private["version"]:
         ctx.fraudlab("rollback")
-    _serving_follows(ctx, resolve_alias(ctx.settings, CHAMPION)[0])
+    ctx.serving_follows(resolve_alias(ctx.settings, CHAMPION)[0], SERVING_FOLLOWS_S)
 
 
 def wrong_fix(ctx: ScenarioContext) -> None:
@@ -386,4 +323,4 @@ def wrong_fix(ctx: ScenarioContext) -> None:
     from pipelines.registry import CHAMPION, resolve_alias
 
     ctx.fraudlab("rollback")
-    _serving_follows(ctx, resolve_alias(ctx.settings, CHAMPION)[0])
+    ctx.serving_follows(resolve_alias(ctx.settings, CHAMPION)[0], SERVING_FOLLOWS_S)

@@ -14,11 +14,14 @@ kept, encrypted, for the interviewer), or know about any particular scenario.
 
 from __future__ import annotations
 
+import io
 import random
+import shutil
 import subprocess
 import sys
+import tarfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -316,6 +319,77 @@ class ScenarioContext:
         path = self.settings.lab_state_dir / "cache" / digest
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return path
+
+    def keep_run(self, run_directory: Path, archive: Path, *, skip: Collection[str] = ()) -> None:
+        """Keep a training run directory as an archive at ``archive`` (in a ``cache_dir``),
+        leaving out files named in ``skip`` (a training set the run no longer needs). The
+        archive is a gzipped tar, hex-encoded: the lab directory must not hold bytes that happen
+        to read as anything (the hidden-state checks scan it as text), and hex spells no word.
+        Written whole or not at all: an interrupted write leaves no archive."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for path in sorted(run_directory.rglob("*")):
+                if path.is_file() and path.name not in skip:
+                    tar.add(path, arcname=str(path.relative_to(run_directory.parent)))
+        partial = archive.with_name(archive.name + ".partial")
+        partial.write_text(buffer.getvalue().hex())
+        partial.replace(archive)
+
+    def unpack_run(self, archive: Path, name: str = "unpacked") -> Path:
+        """The run directory kept by ``keep_run``, unpacked afresh under ``work_dir / name``."""
+        target = self.work_dir / name
+        shutil.rmtree(target, ignore_errors=True)
+        data = io.BytesIO(bytes.fromhex(archive.read_text()))
+        with tarfile.open(fileobj=data, mode="r:gz") as tar:
+            tar.extractall(target, filter="data")
+        (run_directory,) = [p for p in target.iterdir() if p.is_dir()]
+        return run_directory
+
+    # --- models: what a scenario registers, and what it leaves behind ------------------------
+
+    def remember_history(self) -> None:
+        """Note the gate reports and the moment before the break, so that ``forget_history``
+        (at reset) removes exactly what was written after it: the next candidate must not find
+        this one's models and reports. The baseline restore keeps neither."""
+        self.private["reports_before"] = sorted(
+            p.name for p in self.settings.gates_dir.glob("*") if (p / "gates.json").exists()
+        )
+        self.private["started_ms"] = int(time.time() * 1000)
+
+    def forget_history(self) -> None:
+        """Delete gate reports and MLflow runs written since ``remember_history``."""
+        if "started_ms" not in self.private:
+            return
+        before = set(self.private.get("reports_before", []))
+        for path in self.settings.gates_dir.glob("*"):
+            if (path / "gates.json").exists() and path.name not in before:
+                shutil.rmtree(path, ignore_errors=True)
+        from pipelines.registry import client
+
+        mlflow = client(self.settings)
+        experiment = mlflow.get_experiment_by_name(self.settings.experiment)
+        if experiment is None:
+            return
+        for run in mlflow.search_runs(
+            [experiment.experiment_id], f"attributes.start_time >= {self.private['started_ms']}"
+        ):
+            mlflow.delete_run(run.info.run_id)
+
+    def serving_follows(self, version: str, timeout_s: float = 90.0) -> None:
+        """Ask serving to check the champion alias now (it would within its reload interval
+        anyway) until it serves ``version``."""
+        import httpx
+
+        from fraudlab import stack
+
+        def serving_runs_it() -> bool:
+            try:
+                httpx.post(f"{self.settings.serving_base_url}/reload", json={}, timeout=30)
+            except httpx.HTTPError:
+                return False
+            return stack.served_model_version(self.settings) == version
+
+        self.wait_for(serving_runs_it, timeout_s, f"serving to run v{version}")
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
         """Poll ``predicate`` every half second; raise ``TimeoutError`` naming ``what``."""
