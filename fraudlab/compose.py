@@ -49,7 +49,6 @@ LOCAL_BASE = "fraudlab/base:bookworm"
 LOCAL_POSTGRES = "fraudlab/postgres:15"
 LOCAL_REDIS = "fraudlab/redis:7"
 APP_IMAGE = "fraudlab/app:latest"
-WORKSTATION_IMAGE = "fraudlab/workstation:latest"
 
 HEALTHY_TIMEOUT_S = 900.0  # first start: bootstrap trains a model on two shared cores
 PROGRESS_EVERY_S = 15.0
@@ -450,12 +449,12 @@ def images(settings: Settings) -> int:
         console.print(f"[bold red]✗[/] pulling {', '.join(official)} failed (output above)")
         return 1
     started = time.monotonic()
-    console.print("[bold cyan]→[/] building the project and workstation images …")
-    # The app target first: the workstation builds on it (classic builder: no parallel stages).
-    for service in ("bootstrap", "workstation"):
-        if compose.run(["build", service]).returncode != 0:
-            console.print(f"[bold red]✗[/] building {service} failed (output above)")
-            return 1
+    console.print(
+        "[bold cyan]→[/] building the project image (every service and the workstation) …"
+    )
+    if compose.run(["build", "bootstrap"]).returncode != 0:
+        console.print("[bold red]✗[/] building the project image failed (output above)")
+        return 1
     console.print(f"[green]✓[/] images built ({time.monotonic() - started:.0f}s)")
     return 0
 
@@ -465,7 +464,6 @@ def _images_present(settings: Settings) -> bool:
     env = read_env(settings.compose_env_file)
     needed = [
         env.get("FRAUDLAB_APP_IMAGE", APP_IMAGE),
-        env.get("FRAUDLAB_WORKSTATION_IMAGE", WORKSTATION_IMAGE),
         env.get("POSTGRES_IMAGE", "postgres:15"),
         env.get("REDIS_IMAGE", "redis:7"),
     ]
