@@ -79,6 +79,15 @@ def _leaves_the_stack_healthy(stack: Stack):
     assert compose.wait_healthy(stack.compose, services, timeout_s=240), "not healthy again"
 
 
+# The image is shared with the lab runner, so the lab's mount points exist in the workstation
+# too, as empty directories: what must hold is that no lab volume or catalogue is mounted there
+# and nothing is in them (checked while a scenario is active, too). Prints nothing when so.
+LAB_FROM_WORKSTATION = (
+    "grep -E ' /var/lib/fraudlab/(lab|catalogue)' /proc/mounts; "
+    "find /var/lib/fraudlab/lab /var/lib/fraudlab/catalogue -mindepth 1 2>/dev/null; true"
+)
+
+
 def scenario(ref: str):
     return Catalogue(catalogue_root(REPO_ROOT)).get(ref)
 
@@ -132,6 +141,7 @@ def run_contract(stack: Stack, ref: str, repo_unchanged: bool) -> None:
     clean = f"cd {CHECKOUT} && git status --porcelain --untracked-files=all"
     assert workstation(stack, clean) == "", "break left the candidate's checkout dirty"
     assert_hidden(drill(stack, "lab_files"), tells, found.id)
+    assert workstation(stack, LAB_FROM_WORKSTATION) == "", "the workstation reaches the lab"
     status = stack.cli("status")
     assert "scenario lab: a scenario is active" in status.stdout, status.stdout + status.stderr
     assert_hidden(status.stdout, tells, found.id)
@@ -175,9 +185,9 @@ def run_contract(stack: Stack, ref: str, repo_unchanged: bool) -> None:
 def test_the_workstation_has_a_checkout_but_no_lab(stack: Stack) -> None:
     log = workstation(stack, f"cd {CHECKOUT} && git log --format=%s && git status --porcelain")
     assert log.startswith("fraudlab at "), log
-    listing = workstation(stack, f"ls -a {CHECKOUT} /var/lib/fraudlab")
+    listing = workstation(stack, f"ls -a {CHECKOUT}")
     assert "pipelines" in listing and "broken_scenarios" not in listing
-    assert "lab" not in listing.split() and "catalogue" not in listing.split()
+    assert workstation(stack, LAB_FROM_WORKSTATION) == ""
     refused = stack.compose.exec("workstation", ["fraudlab", "lab", "verify"], capture=True)
     assert refused.returncode == 2 and "interviewer" in refused.stderr
 
