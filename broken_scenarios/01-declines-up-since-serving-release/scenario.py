@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from fraudlab.scenarios import Check, ScenarioContext
+from fraudlab.scenarios.context import edit_once
 
 SCORER = "serving/scorer.py"
 REPLAYED_REQUESTS = 200  # upcoming transactions replayed after the release (skew monitor input)
@@ -52,11 +53,7 @@ SCORE_TOL = 1e-4  # the skew monitor's: a score "differs" beyond this
 
 
 def _replace(text: str, old: str, new: str) -> str:
-    if text.count(old) != 1:
-        raise RuntimeError(
-            f"{SCORER} changed: the scenario's edit no longer applies (looked for {old[:60]!r})"
-        )
-    return text.replace(old, new)
+    return edit_once(text, old, new, SCORER)
 
 
 def _minor_units(source: str) -> str:

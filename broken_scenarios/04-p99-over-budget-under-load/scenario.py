@@ -40,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fraudlab.scenarios import Check, ScenarioContext
+from fraudlab.scenarios.context import edit_once as _replace
 
 PROBE_RPS = 40.0
 PROBE_S = 12.0
@@ -61,14 +62,6 @@ FEATURES = "serving/online_features.py"
 
 
 # --- the releases two variants deploy ---------------------------------------------------------
-
-
-def _replace(text: str, old: str, new: str, path: str) -> str:
-    if text.count(old) != 1:
-        raise RuntimeError(
-            f"{path} changed: the scenario's edit no longer applies (looked for {old[:60]!r})"
-        )
-    return text.replace(old, new)
 
 
 def _registry_check(source: str) -> str:

@@ -45,6 +45,18 @@ class Check:
     detail: str = ""
 
 
+def edit_once(text: str, old: str, new: str, path: str) -> str:
+    """``text`` with its one occurrence of ``old`` replaced by ``new``, for a scenario's edit of
+    a repository file (``path``, named in the error). Anything but exactly one occurrence means
+    the file changed under the scenario: fail loudly rather than ship a release without the
+    fault, or with it twice."""
+    if text.count(old) != 1:
+        raise RuntimeError(
+            f"{path} changed: the scenario's edit no longer applies (looked for {old[:60]!r})"
+        )
+    return text.replace(old, new)
+
+
 class CommandFailed(RuntimeError):
     """A command a scenario ran exited non-zero; the message carries its output."""
 

@@ -80,3 +80,13 @@ def test_forget_history_without_a_remembered_break_does_nothing(tmp_path) -> Non
     ctx = context(tmp_path)
     ctx.forget_history()  # reset without break: no MLflow, no gate reports touched
     assert ctx.private == {}
+
+
+def test_an_edit_applies_once_or_fails_naming_the_file() -> None:
+    from fraudlab.scenarios.context import edit_once
+
+    assert edit_once("a = 1\nb = 2\n", "b = 2", "b = 3", "x.py") == "a = 1\nb = 3\n"
+    with pytest.raises(RuntimeError, match=r"x\.py changed"):
+        edit_once("a = 1\n", "b = 2", "b = 3", "x.py")  # gone: the fault would not ship
+    with pytest.raises(RuntimeError, match=r"x\.py changed"):
+        edit_once("b = 2\nb = 2\n", "b = 2", "b = 3", "x.py")  # twice: ambiguous
