@@ -216,11 +216,12 @@ unseal:
 test: sync
 	$(UV) run pytest --strict-markers $(ARGS)
 
-## Lint and check formatting with ruff
+## Lint: ruff (style, formatting) and the layer contract (import-linter, pyproject.toml)
 .PHONY: lint
 lint:
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+	$(UV) run lint-imports --no-cache
 
 ## Format the code and apply safe lint fixes with ruff
 .PHONY: format

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from fraudlab.settings import get_settings
+from foundation.settings import get_settings
 from serving.schemas import Transaction
 from serving.scorer import Rejection, Scorer
 

@@ -4,7 +4,7 @@ Apply the Feast feature definitions, then materialise the online store up to the
 (`<home>/data/clock.json`), so serving reads features as fresh as the clock says.
 
 Wires `features.store.apply_definitions` and `features.store.materialize`; the same stages run
-by `fraudlab features`. Configuration comes from `FRAUDLAB_*` variables (`fraudlab.settings`).
+by `fraudlab features`. Configuration comes from `FRAUDLAB_*` variables (`foundation.settings`).
 Run it with `make materialize` (an isolated `airflow dags test`).
 """
 
@@ -33,7 +33,7 @@ def fraudlab_materialize() -> None:
     def apply_definitions() -> None:
         """Register the entities, feature views and feature services in the Feast registry."""
         from features import store
-        from fraudlab.settings import get_settings
+        from foundation.settings import get_settings
 
         settings = get_settings()
         store.apply_definitions(store.open_store(settings), settings)
@@ -42,7 +42,7 @@ def fraudlab_materialize() -> None:
     def materialize_online_store() -> str:
         """Materialise every feature view into the online store up to the stack's clock."""
         from features import store
-        from fraudlab.settings import get_settings
+        from foundation.settings import get_settings
         from pipelines import data
 
         settings = get_settings()

@@ -53,7 +53,7 @@ def fraudlab_monitor() -> None:
     @task
     def open_run() -> str:
         """Create this run's report folder (both monitors write into it)."""
-        from fraudlab.settings import get_settings
+        from foundation.settings import get_settings
         from monitoring import sources
 
         return str(sources.new_run_dir(get_settings()))
@@ -63,7 +63,7 @@ def fraudlab_monitor() -> None:
         """PSI drift of the served window vs the champion's training sample; returns the status."""
         from pathlib import Path
 
-        from fraudlab.settings import get_settings
+        from foundation.settings import get_settings
         from monitoring.drift import run_drift
 
         result = run_drift(get_settings(), Path(run_dir))
@@ -80,7 +80,7 @@ def fraudlab_monitor() -> None:
         """Training-serving skew of the logged requests; returns the status."""
         from pathlib import Path
 
-        from fraudlab.settings import get_settings
+        from foundation.settings import get_settings
         from monitoring.skew import run_skew
 
         result = run_skew(get_settings(), Path(run_dir))
@@ -96,7 +96,7 @@ def fraudlab_monitor() -> None:
         """Live performance once chargebacks arrive; returns the status."""
         from pathlib import Path
 
-        from fraudlab.settings import get_settings
+        from foundation.settings import get_settings
         from monitoring.performance import run_performance
 
         result = run_performance(get_settings(), Path(run_dir))
@@ -108,7 +108,7 @@ def fraudlab_monitor() -> None:
         """Online feature freshness per feature view at the stack's clock; returns the status."""
         from pathlib import Path
 
-        from fraudlab.settings import get_settings
+        from foundation.settings import get_settings
         from monitoring.freshness import run_freshness
 
         result = run_freshness(get_settings(), Path(run_dir))
@@ -123,7 +123,7 @@ def fraudlab_monitor() -> None:
         """Serving latency over the last minutes against the budget; returns the status."""
         from pathlib import Path
 
-        from fraudlab.settings import get_settings
+        from foundation.settings import get_settings
         from monitoring.latency import run_latency
 
         result = run_latency(get_settings(), Path(run_dir))
@@ -135,7 +135,7 @@ def fraudlab_monitor() -> None:
         """Logged requests against their data-quality suite; returns the status."""
         from pathlib import Path
 
-        from fraudlab.settings import get_settings
+        from foundation.settings import get_settings
         from monitoring.quality import run_quality
 
         result = run_quality(get_settings(), Path(run_dir))

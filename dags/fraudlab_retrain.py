@@ -2,7 +2,7 @@
 
 Retrain the fraud model and, only if it passes the promotion gates, put it in front of traffic.
 
-Each task is one stage of `pipelines.training` (through `fraudlab.tasks`); they share a run
+Each task is one stage of `pipelines.training` (through `pipelines.tasks`); they share a run
 directory `<home>/training/<UTC stamp>/` and pass only its path on.
 
 1. `validate_data`: open the run (clock, training window, feature service and LightGBM
@@ -39,12 +39,12 @@ DEFAULT_ARGS = {"owner": "fraudlab", "retries": 1, "retry_delay": timedelta(minu
 
 
 def _stage(function: str, *args: str, **kwargs: str) -> str:
-    """``fraudlab.tasks.<function>(settings, ...)``. A verdict (failed data validation, failed
+    """``pipelines.tasks.<function>(settings, ...)``. A verdict (failed data validation, failed
     gate) fails the task for good: a retry would reach the same verdict."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from fraudlab import tasks
-    from fraudlab.settings import get_settings
+    from foundation.settings import get_settings
+    from pipelines import tasks
     from pipelines.gates import GateFailure
     from pipelines.validation import DataValidationError
 

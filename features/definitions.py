@@ -26,7 +26,7 @@ from feast import (
 )
 from feast.types import Float64, String
 
-from fraudlab.settings import get_settings
+from foundation.settings import get_settings
 
 # --- entities ---------------------------------------------------------------------------
 user = Entity(

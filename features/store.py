@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fraudlab.settings import Settings, get_settings
+from foundation.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore

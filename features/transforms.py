@@ -17,22 +17,10 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from features.vocabulary import CHANNELS, MERCHANT_CATEGORIES, REGIONS
+
 TRANSFORM_VERSION = "fraud-transform-v2"
 
-REGIONS: tuple[str, ...] = ("NA", "EU", "APAC", "LATAM", "MEA")
-MERCHANT_CATEGORIES: tuple[str, ...] = (
-    "grocery",
-    "fuel",
-    "restaurants",
-    "fashion",
-    "utilities",
-    "travel",
-    "electronics",
-    "digital_goods",
-    "gift_cards",
-    "gambling",
-)
-CHANNELS: tuple[str, ...] = ("app", "web")
 
 VELOCITY_TAU_S = 3600.0  # decay time of the velocity counters (one hour)
 SMALL_AMOUNT = 5.0  # a purchase below this counts towards the card-testing counter
@@ -246,6 +234,19 @@ def to_matrix(
     if missing:
         raise KeyError(f"model expects features this transform does not produce: {missing}")
     return np.column_stack([np.asarray(inputs[name], dtype=np.float32) for name in feature_order])
+
+
+# A velocity state becomes visible one millisecond after the transaction that produced it, so a
+# point-in-time join for that transaction sees the state before it. The offline backfill and
+# serving's push both stamp states through ``velocity_available_at``.
+VELOCITY_AVAILABLE_AFTER_MS = 1
+
+
+def velocity_available_at(event_timestamp):  # pandas timestamps in, pandas timestamps out
+    """When the velocity state written by transactions at ``event_timestamp`` becomes visible."""
+    import pandas as pd
+
+    return event_timestamp + pd.Timedelta(milliseconds=VELOCITY_AVAILABLE_AFTER_MS)
 
 
 def velocity_update(

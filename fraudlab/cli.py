@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from fraudlab.scenarios.cli import lab_app
-from fraudlab.settings import get_settings
+from foundation.settings import get_settings
+from lab.cli import lab_app
 
 app = typer.Typer(
     help="fraudlab: a production fraud-detection stack and interview sandbox.",
@@ -36,7 +36,7 @@ def data(
     ] = False,
 ) -> None:
     """Generate the synthetic world and build the offline feature tables."""
-    from fraudlab import tasks
+    from pipelines import tasks
 
     tasks.prepare_data(get_settings(), force=force)
 
@@ -44,7 +44,7 @@ def data(
 @app.command()
 def features() -> None:
     """Apply the Feast definitions and materialise the online store up to the stack's clock."""
-    from fraudlab import tasks
+    from pipelines import tasks
 
     tasks.prepare_features(get_settings())
 
@@ -56,7 +56,7 @@ def train(
     ] = True,
 ) -> None:
     """Train, evaluate and register a model (LightGBM → calibrated → ONNX → MLflow)."""
-    from fraudlab import tasks
+    from pipelines import tasks
 
     tasks.train_and_register(get_settings(), promote=promote)
 
@@ -71,10 +71,10 @@ def up(
 ) -> None:
     """Start the stack (idempotent) and print its status; STACK=compose: docker-compose.yml."""
     if _compose_host():
-        from fraudlab import compose
+        from control import compose
 
         raise typer.Exit(compose.up(get_settings(), traffic=traffic))
-    from fraudlab import stack
+    from control import stack
 
     raise typer.Exit(stack.up(get_settings(), traffic=traffic, airflow=airflow))
 
@@ -89,11 +89,11 @@ def deploy(
     ] = False,
 ) -> None:
     """Ship the working tree's code to serving (a new release), or show what serving runs."""
-    from fraudlab import releases, stack
+    from control import releases, stack
 
     settings = get_settings()
     if _compose_host():  # the image's code, shipped from the workstation container
-        from fraudlab import compose
+        from control import compose
 
         command = ["fraudlab", "deploy", *(["--diff"] if show_diff else [])]
         raise typer.Exit(compose.Compose(settings).exec("workstation", command).returncode)
@@ -125,7 +125,7 @@ def config_show(
     """Show the effective settings that differ from the defaults, and where each comes from."""
     if ctx.invoked_subcommand is not None:
         return
-    from fraudlab import config
+    from control import config
 
     settings = get_settings()
     rows = [r for r in config.effective(settings) if show_all or r.source != "default"]
@@ -144,7 +144,7 @@ def config_set(
     ],
 ) -> None:
     """Override settings for this stack (validated; read by processes as they start)."""
-    from fraudlab import config
+    from control import config
 
     try:
         path = config.set_overrides(get_settings(), config.parse_assignments(assignments))
@@ -159,7 +159,7 @@ def config_unset(
     names: Annotated[list[str], typer.Argument(help="Settings to return to their usual value.")],
 ) -> None:
     """Remove overrides."""
-    from fraudlab import config
+    from control import config
 
     try:
         removed = config.unset_overrides(get_settings(), names)
@@ -181,7 +181,7 @@ app.add_typer(schedule_app, name="schedule")
 
 def _compose_schedule(args: list[str]) -> None:
     """Containerised: the schedules live in the home volume the traffic container runs on."""
-    from fraudlab import compose
+    from control import compose
 
     raise typer.Exit(
         compose.Compose(get_settings()).exec("traffic", ["fraudlab", "schedule", *args]).returncode
@@ -195,7 +195,7 @@ def schedule_list(ctx: typer.Context) -> None:
         return
     if _compose_host():
         _compose_schedule([])
-    from fraudlab import schedules
+    from pipelines import schedules
 
     for line in schedules.describe(get_settings()):
         typer.echo(line)
@@ -208,7 +208,7 @@ def schedule_pause(
     """Pause a job: its runs are skipped until it is resumed (runs by hand still work)."""
     if _compose_host():
         _compose_schedule(["pause", name])
-    from fraudlab import schedules
+    from pipelines import schedules
 
     try:
         changed = schedules.pause(get_settings(), name)
@@ -225,7 +225,7 @@ def schedule_resume(
     """Resume a paused job: it runs again at its next scheduled time (not now)."""
     if _compose_host():
         _compose_schedule(["resume", name])
-    from fraudlab import schedules
+    from pipelines import schedules
 
     try:
         changed = schedules.resume(get_settings(), name)
@@ -240,10 +240,10 @@ def restart(
     component: Annotated[str, typer.Argument(help="serving, traffic or evidently.")],
 ) -> None:
     """Restart one component with the settings as they are now (overrides included)."""
-    from fraudlab import stack
+    from control import stack
 
     if _compose_host():
-        from fraudlab import compose
+        from control import compose
 
         service = {"evidently": "monitoring"}.get(component, component)
         compose.Compose(get_settings()).restart(service)
@@ -260,10 +260,10 @@ def down(
 ) -> None:
     """Stop every process the stack started (and nothing else)."""
     if _compose_host():
-        from fraudlab import compose
+        from control import compose
 
         raise typer.Exit(compose.down(get_settings(), volumes=volumes))
-    from fraudlab import stack
+    from control import stack
 
     raise typer.Exit(stack.down(get_settings()))
 
@@ -272,11 +272,11 @@ def down(
 def status() -> None:
     """Show each component, its URL and its health."""
     if _compose_host():
-        from fraudlab import compose
+        from control import compose
 
         raise typer.Exit(compose.status(get_settings()))
-    from fraudlab import stack
-    from fraudlab.scenarios.engine import Lab
+    from control import stack
+    from lab.engine import Lab
 
     settings = get_settings()
     code = stack.status(settings)
@@ -298,10 +298,10 @@ def logs(
 ) -> None:
     """Show the tail of the stack's logs."""
     if _compose_host():
-        from fraudlab import compose
+        from control import compose
 
         raise typer.Exit(compose.logs(get_settings(), component, lines))
-    from fraudlab import stack
+    from control import stack
 
     raise typer.Exit(stack.logs(get_settings(), component, lines))
 
@@ -346,7 +346,7 @@ def loadtest(
 ) -> None:
     """Run Locust headless against serving at a fixed rate and report latency vs the budget."""
     if _compose_host():
-        from fraudlab import compose
+        from control import compose
 
         raise typer.Exit(compose.loadtest(get_settings(), rps, seconds))
     from traffic import loadtest as lt
@@ -389,7 +389,7 @@ def monitor(
     could not run. Reports land in <home>/monitoring/<UTC timestamp>/.
     """
     if _compose_host():
-        from fraudlab import compose
+        from control import compose
 
         raise typer.Exit(compose.monitor(get_settings(), check))
     from monitoring.run import Monitor, run_monitors
@@ -409,7 +409,7 @@ def promote() -> None:
     Prints the gate report (also written to <home>/gates/<UTC timestamp>/ and logged to the
     challenger's MLflow run). Exit 0: promoted; 1: a gate failed; 2: no challenger/champion.
     """
-    from fraudlab import tasks
+    from pipelines import tasks
 
     code, report = tasks.promote_challenger(get_settings())
     typer.echo(report)
@@ -419,7 +419,7 @@ def promote() -> None:
 @app.command()
 def rollback() -> None:
     """Move the champion back to the version it replaced (alias 'previous_champion')."""
-    from fraudlab import tasks
+    from pipelines import tasks
 
     code, message = tasks.rollback_champion(get_settings())
     typer.echo(message, err=code != 0)
@@ -429,10 +429,10 @@ def rollback() -> None:
 def _run_dag(dag_id: str) -> None:
     # Containerised: the stack's own scheduler runs it, triggered through the REST API.
     if _compose_host():
-        from fraudlab import compose
+        from control import compose
 
         raise typer.Exit(compose.run_dag(get_settings(), dag_id))
-    from fraudlab.airflow import run_dag
+    from control.airflow import run_dag
 
     raise typer.Exit(run_dag(get_settings(), dag_id))
 
@@ -467,7 +467,7 @@ def monitor_dag() -> None:
 @app.command()
 def images() -> None:
     """Build the containerised stack's images (a local Debian base when no registry answers)."""
-    from fraudlab import compose
+    from control import compose
 
     raise typer.Exit(compose.images(get_settings()))
 
@@ -475,7 +475,7 @@ def images() -> None:
 @app.command(name="env")
 def env_file() -> None:
     """Write the containerised stack's credentials into .env (only those missing)."""
-    from fraudlab import compose
+    from control import compose
 
     added = compose.ensure_env(get_settings().compose_env_file)
     typer.echo(f"added to .env: {', '.join(added)}" if added else ".env has every variable")
@@ -487,7 +487,7 @@ def bootstrap() -> None:
 
     The containerised stack's one-shot bootstrap job; `up` does the same before serving starts.
     """
-    from fraudlab import stack
+    from control import stack
 
     raise typer.Exit(0 if stack.bootstrap(get_settings()) else 1)
 
@@ -496,7 +496,7 @@ def bootstrap() -> None:
 def serve() -> None:
     """Containerised serving: run BentoML on the deployed release and restart it in place when
     `fraudlab deploy` moves the release pointer (the serving container's command)."""
-    from fraudlab import serve as supervisor
+    from control import serve as supervisor
 
     raise typer.Exit(supervisor.run(get_settings()))
 
@@ -504,7 +504,7 @@ def serve() -> None:
 @app.command(name="candidate-repo")
 def candidate_repo() -> None:
     """Containerised workstation: make the candidate's git checkout of this code (once)."""
-    from fraudlab import checkout
+    from control import checkout
 
     settings = get_settings()
     made = checkout.ensure(settings)
@@ -515,7 +515,7 @@ def candidate_repo() -> None:
 @app.command(name="airflow-init")
 def airflow_init() -> None:
     """Migrate Airflow's metadata DB and write its admin password (containerised init job)."""
-    from fraudlab import compose
+    from control import compose
 
     raise typer.Exit(compose.airflow_init())
 

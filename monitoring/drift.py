@@ -37,13 +37,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from fraudlab.settings import Settings
+from foundation.settings import Settings
 from monitoring import sources, workspace
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
 
-    from pipelines.registry import ModelBundle
+    from model.registry import ModelBundle
 
 Status = Literal["ok", "warn", "alert", "insufficient_data"]
 Binning = Literal["reference", "pooled"]

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
-from fraudlab.settings import Settings
+from foundation.settings import Settings
 from monitoring import gauges, sources
 
 if TYPE_CHECKING:

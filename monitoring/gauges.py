@@ -3,7 +3,7 @@
 Owns: turning a flat mapping of named numbers (a p99, a feature view's age, a live recall) into
 an Evidently ``Snapshot`` that ``monitoring.workspace`` can store and chart, and the panel
 series that read them back. Used by the performance, freshness and latency monitors, whose
-numbers come from their own judgement (``pipelines.evaluation``'s metrics, the registry, the
+numbers come from their own judgement (``model.evaluation``'s metrics, the registry, the
 log), not from an Evidently metric.
 Must not: compute any of those numbers, or write the workspace (``monitoring.workspace`` does).
 
@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from fraudlab.settings import Settings
+from foundation.settings import Settings
 from monitoring import workspace
 
 if TYPE_CHECKING:

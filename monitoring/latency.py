@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from fraudlab.settings import Settings
+from foundation.settings import Settings
 from monitoring import gauges, sources
 
 Status = Literal["ok", "warn", "alert", "insufficient_data"]

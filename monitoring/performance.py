@@ -6,7 +6,7 @@ the stack's clock, estimating how complete those labels can be at each transacti
 judging recall and PR-AUC on the part whose labels are complete enough against the champion's
 own test metrics. Writes ``performance.json`` and ``performance.html`` into the run folder, and
 the run's numbers into the Evidently workspace (tab "performance", ``monitoring.gauges``).
-Must not: compute a metric itself (``pipelines.evaluation`` does, for training, gates and this
+Must not: compute a metric itself (``model.evaluation`` does, for training, gates and this
 monitor alike), or look at a transaction's true outcome: labels come only from
 ``pipelines.data.read_labels`` as of the clock, and the raw transaction table is read for ids
 and event times only.
@@ -54,10 +54,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from fraudlab.settings import Settings
+from foundation.settings import Settings
+from model.evaluation import classification_metrics, slice_metrics
+from model.slices import SLICES, slice_frame
 from monitoring import gauges, sources
-from pipelines.evaluation import classification_metrics, slice_metrics
-from pipelines.training import SLICES, slice_frame
 
 Status = Literal["ok", "warn", "alert", "insufficient_data"]
 _RANK: dict[str, int] = {"ok": 0, "warn": 1, "alert": 2}
@@ -73,16 +73,17 @@ N_EXAMPLES = 5
 
 @dataclass(frozen=True)
 class PerformancePolicy:
-    """The judgement's knobs (``Settings.perf_*``, ``label_maturity_days``, cost model)."""
+    """The judgement's knobs (``Settings.perf_*``, ``label_maturity_days``, cost model); their
+    defaults live in the settings only, so a policy is built with ``from_settings``."""
 
-    label_maturity_days: float = 21.0
-    min_completeness: float = 0.6
-    min_positives: int = 20
-    recall_warn_drop: float = 0.10
-    recall_alert_drop: float = 0.20
-    pr_auc_warn_drop: float = 0.10
-    pr_auc_alert_drop: float = 0.20
-    false_decline_cost: float = 5.0
+    label_maturity_days: float
+    min_completeness: float
+    min_positives: int
+    recall_warn_drop: float
+    recall_alert_drop: float
+    pr_auc_warn_drop: float
+    pr_auc_alert_drop: float
+    false_decline_cost: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PerformancePolicy:
@@ -289,7 +290,7 @@ def _age_buckets(maturity_days: float) -> list[tuple[str, float, float]]:
 
 
 def _metrics(part: pd.DataFrame, false_decline_cost: float) -> dict[str, float]:
-    """pipelines.evaluation's metrics, each decision at the threshold it was actually made with.
+    """model.evaluation's metrics, each decision at the threshold it was actually made with.
 
     ``classification_metrics`` compares ``score >= threshold`` elementwise, so a per-record
     threshold array judges a window that spans a model change by each record's own threshold.

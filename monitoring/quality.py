@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fraudlab.settings import Settings
+from foundation.settings import Settings
 from monitoring import gauges, sources
 
 Status = Literal["ok", "alert", "insufficient_data"]

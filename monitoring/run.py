@@ -17,7 +17,7 @@ from enum import StrEnum
 from rich.console import Console
 from rich.table import Table
 
-from fraudlab.settings import Settings
+from foundation.settings import Settings
 from monitoring import sources
 from monitoring.drift import DriftResult, run_drift
 from monitoring.freshness import FreshnessResult, duration, run_freshness

@@ -36,7 +36,7 @@ from features.transforms import (
     build_model_inputs,
     to_matrix,
 )
-from fraudlab.settings import Settings
+from foundation.settings import Settings
 from monitoring import gauges, sources
 
 Status = Literal["ok", "alert", "insufficient_data"]
@@ -258,7 +258,7 @@ def compute_skew(
         ]
         result.inputs = compare_features(served_inputs(found, names), rebuilt, names)
     if session is not None and feature_order is not None:
-        from pipelines.export import onnx_scores
+        from model.export import onnx_scores
 
         same = [r for r in records if str(r.get("model_version")) == str(model_version)]
         present = [r for r in same if r[KEY] in offline.index]
@@ -354,7 +354,7 @@ def workspace_panels(result: SkewResult) -> list:
 
 def run_skew(settings: Settings, run_dir: Path | None = None) -> SkewResult:
     """Recompute the newest ``skew_sample`` served requests offline and compare."""
-    from pipelines.export import onnx_session
+    from model.export import onnx_session
 
     started = time.perf_counter()
     run_dir = run_dir or sources.new_run_dir(settings)

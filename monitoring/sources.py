@@ -4,7 +4,7 @@ Owns: reading the newest records of the prediction log (newest file first, each 
 end, so a window costs what it holds, not what the log holds), finding the champion bundle the
 monitors judge against, and the layout of ``<home>/monitoring/``.
 Must not: write the prediction log (``serving.prediction_log``), load models any other way than
-``pipelines.registry``, or judge anything (``monitoring.drift``, ``monitoring.skew``).
+``model.registry``, or judge anything (``monitoring.drift``, ``monitoring.skew``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fraudlab.settings import Settings
-from pipelines import registry
+from foundation.settings import Settings
+from model import registry
 
 log = logging.getLogger("fraudlab.monitoring")
 

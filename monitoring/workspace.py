@@ -49,7 +49,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fraudlab.settings import Settings
+from foundation.settings import Settings
 from monitoring import sources
 
 if TYPE_CHECKING:

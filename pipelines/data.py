@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from fraudlab.settings import Settings
+from foundation.settings import Settings
+from foundation.timeutil import epoch_seconds  # noqa: F401  (re-exported)
 from pipelines import feature_tables
 from pipelines.generate import GENERATOR_VERSION, WorldConfig, generate
-from pipelines.timeutil import epoch_seconds  # noqa: F401  (re-exported)
 
 RAW_FILES = ("users", "merchants", "transactions")
 # What a scoring request knows about a transaction: no label, no fraud pattern, no chargeback.
@@ -37,16 +37,7 @@ REQUEST_COLUMNS = (
 
 
 def world_config(settings: Settings) -> WorldConfig:
-    return WorldConfig(
-        seed=settings.seed,
-        n_users=settings.n_users,
-        n_merchants=settings.n_merchants,
-        history_days=settings.history_days,
-        future_days=settings.future_days,
-        fraud_rate=settings.fraud_rate,
-        txns_per_user_day=settings.txns_per_user_day,
-        start_date=settings.start_date,
-    )
+    return WorldConfig.from_settings(settings)
 
 
 def meta_path(settings: Settings) -> Path:

@@ -14,14 +14,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.transforms import velocity_update
-from pipelines.timeutil import epoch_seconds
+from features.transforms import velocity_available_at, velocity_update
+from foundation.timeutil import epoch_seconds
 
 # Bump when the same raw data would give different tables: existing homes then rebuild them.
 FEATURE_TABLES_VERSION = 4
 
 DAY = pd.Timedelta(days=1)
-VELOCITY_AVAILABLE_AFTER = pd.Timedelta(milliseconds=1)
 
 
 def _day_index(ts: pd.Series, start: pd.Timestamp) -> np.ndarray:
@@ -192,8 +191,9 @@ def user_velocity(txns: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "user_id": user,
-            "event_timestamp": pd.to_datetime(txns["event_timestamp"].to_numpy()[order], utc=True)
-            + VELOCITY_AVAILABLE_AFTER,
+            "event_timestamp": velocity_available_at(
+                pd.to_datetime(txns["event_timestamp"].to_numpy()[order], utc=True)
+            ),
             "last_txn_ts": last,
             "velocity_1h": vel,
             "small_velocity_1h": small,

@@ -10,7 +10,7 @@ champion that never faced the gates can be audited with the very rules a challen
 
 Must not: train, define or transform features (the holdout is built with training's own
 stages and the feature service each model recorded), or compute metrics differently from
-``pipelines.evaluation``; parity is ``export.parity_ok`` and latency is training's
+``model.evaluation``; parity is ``export.parity_ok`` and latency is training's
 ``single_row_latency_us``, so a gate can never be looser than what training already checked.
 
 Each gate is a pure function of arrays and frames returning a ``GateResult`` with the numbers
@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fraudlab.settings import Settings
-from pipelines import evaluation, export
-from pipelines.registry import ModelBundle
+from foundation.settings import Settings
+from model import evaluation, export
+from model.registry import ModelBundle
+from model.slices import SLICES, slice_frame
 
 PREVIOUS_CHAMPION = "previous_champion"
 
@@ -399,7 +400,7 @@ def holdout_window(
 
 
 def _bundle(settings: Settings, alias: str, cache: Path):
-    from pipelines.registry import CHALLENGER, load_alias
+    from model.registry import CHALLENGER, load_alias
 
     try:
         return load_alias(settings, cache, alias)
@@ -542,13 +543,11 @@ def evaluate_gates(
                 settings.gate_cost_tolerance,
             )
         )
-        slices = training.slice_frame(
-            frame, x, challenger.feature_order, scored["challenger"].score
-        )
+        slices = slice_frame(frame, x, challenger.feature_order, scored["challenger"].score)
         gates.append(
             slice_gate(
                 slices.drop(columns="score"),
-                training.SLICES,
+                SLICES,
                 scored["champion"],
                 scored["challenger"],
                 settings.false_decline_cost,
@@ -600,7 +599,7 @@ def _save(settings: Settings, report: Mapping[str, Any]) -> tuple[str, Path, Pat
 def move_champion(settings: Settings, version: str) -> str:
     """Point ``champion`` at ``version``, keep the one it replaces as ``previous_champion``
     (for ``rollback``), and clear ``challenger``: it has been decided. Returns the old one."""
-    from pipelines.registry import CHALLENGER, CHAMPION, client, resolve_alias, set_alias
+    from model.registry import CHALLENGER, CHAMPION, client, resolve_alias, set_alias
 
     current = resolve_alias(settings, CHAMPION)
     if current is not None and current[0] != str(version):
@@ -617,7 +616,7 @@ def promote(settings: Settings, progress: Progress | None = None) -> tuple[int, 
     Returns (exit code, markdown report). Exit 1 when a gate fails, 2 when there is nothing
     to compare (a missing alias).
     """
-    from pipelines.registry import CHALLENGER, CHAMPION, client
+    from model.registry import CHALLENGER, CHAMPION, client
 
     progress = progress or (lambda _title: nullcontext())
     cache = settings.gates_dir / "bundles"
@@ -667,8 +666,8 @@ def gate_training_run(
     moves them once the run is registered. Returns (exit code, markdown report) like
     ``promote``: 0 pass, 1 a gate failed, 2 nothing to compare.
     """
+    from model.registry import CHAMPION, SPEC_FILE
     from pipelines import training
-    from pipelines.registry import CHAMPION, SPEC_FILE
 
     progress = progress or (lambda _title: nullcontext())
     run = training.TrainingRun.load(run_dir)
@@ -705,8 +704,8 @@ def promote_training_run(settings: Settings, run_dir: Path) -> str:
     Refuses (``RuntimeError``) when the run did not pass its gates, is not registered, or the
     champion moved since the gates compared against it: that verdict no longer applies.
     """
+    from model.registry import CHAMPION, resolve_alias
     from pipelines import training
-    from pipelines.registry import CHAMPION, resolve_alias
 
     run = training.TrainingRun.load(run_dir)
     gated = run.path("gates.json")
@@ -735,7 +734,7 @@ def promote_training_run(settings: Settings, run_dir: Path) -> str:
 
 def rollback(settings: Settings) -> tuple[int, str]:
     """Point ``champion`` back at ``previous_champion``; returns (exit code, what happened)."""
-    from pipelines.registry import CHAMPION, client, resolve_alias, set_alias
+    from model.registry import CHAMPION, client, resolve_alias, set_alias
 
     previous = resolve_alias(settings, PREVIOUS_CHAMPION)
     if previous is None:

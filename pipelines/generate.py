@@ -24,26 +24,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-REGIONS: tuple[str, ...] = ("NA", "EU", "APAC", "LATAM", "MEA")
+from features.vocabulary import CHANNELS, MERCHANT_CATEGORIES, REGIONS
+from foundation.settings import Settings
+
 REGION_WEIGHTS = np.array([0.34, 0.30, 0.20, 0.10, 0.06])
 
-MERCHANT_CATEGORIES: tuple[str, ...] = (
-    "grocery",
-    "fuel",
-    "restaurants",
-    "fashion",
-    "utilities",
-    "travel",
-    "electronics",
-    "digital_goods",
-    "gift_cards",
-    "gambling",
-)
-# share of legitimate purchases, and log-normal amount parameters, per category
+# share of legitimate purchases, and log-normal amount parameters, per category (in the order
+# of features.vocabulary.MERCHANT_CATEGORIES)
 CATEGORY_WEIGHTS = np.array([0.24, 0.12, 0.20, 0.10, 0.06, 0.05, 0.06, 0.10, 0.04, 0.03])
 CATEGORY_LOG_MEAN = np.log([45, 50, 30, 70, 90, 420, 260, 15, 60, 40])
 CATEGORY_LOG_SIGMA = np.array([0.6, 0.4, 0.6, 0.7, 0.5, 0.8, 0.8, 0.9, 0.6, 1.0])
-CHANNELS: tuple[str, ...] = ("app", "web")
 SECONDS_PER_DAY = 86_400
 FRAUD_DEVICE_BASE = 1_000_000_000  # fraudsters' devices live in their own id range
 
@@ -55,16 +45,29 @@ PATTERN_SHARE = {"ato": 0.40, "card_testing": 0.35, "risky_merchant": 0.25}
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """Parameters of one synthetic world (see ``fraudlab.settings.Settings``)."""
+    """Parameters of one synthetic world. Their defaults live in ``foundation.settings``
+    only: build one with ``from_settings`` (a stack's world) or ``with_defaults`` (a test's)."""
 
-    seed: int = 7
-    n_users: int = 20_000
-    n_merchants: int = 1_500
-    history_days: int = 60
-    future_days: int = 14
-    fraud_rate: float = 1 / 200
-    txns_per_user_day: float = 0.35
-    start_date: str = "2026-01-01"
+    seed: int
+    n_users: int
+    n_merchants: int
+    history_days: int
+    future_days: int
+    fraud_rate: float
+    txns_per_user_day: float
+    start_date: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: object) -> WorldConfig:
+        """The world ``settings`` describe, with ``overrides`` on top."""
+        values = {name: getattr(settings, name) for name in cls.__dataclass_fields__}
+        return cls(**{**values, **overrides})
+
+    @classmethod
+    def with_defaults(cls, **overrides: object) -> WorldConfig:
+        """The settings' default world (whatever the environment says), ``overrides`` on top."""
+        values = {name: Settings.model_fields[name].default for name in cls.__dataclass_fields__}
+        return cls(**{**values, **overrides})
 
     @property
     def start(self) -> pd.Timestamp:

@@ -21,7 +21,7 @@ bootstrap) or one per Airflow task (``dags/fraudlab_retrain.py``) with only the 
 A failed data check stops the run before anything is fitted. Stages take their inputs as
 arguments and the run directory; the pure helpers below them (``fit``, ``split_by_time``, ...)
 do no I/O. Must not: define features (Feast repo), transform them (``features.transforms``),
-compute metrics differently from ``pipelines.evaluation``, or judge a model against the
+compute metrics differently from ``model.evaluation``, or judge a model against the
 champion (``pipelines.gates``).
 
 The split is by time, never random: fraud patterns and merchants drift, and a random split
@@ -45,9 +45,19 @@ import numpy as np
 import pandas as pd
 
 from features.transforms import build_model_inputs, model_features, to_matrix, transform_spec
-from fraudlab.lineage import git_commit
-from fraudlab.settings import Settings
-from pipelines import evaluation, export, validation
+from foundation.lineage import git_commit
+from foundation.settings import Settings
+from model import decision, evaluation, export
+from model.registry import (
+    BUNDLE_DIR,
+    CHALLENGER,
+    CHAMPION,
+    NATIVE_FILE,
+    ONNX_FILE,
+    SPEC_FILE,
+)
+from model.slices import SLICES, slice_frame
+from pipelines import validation
 from pipelines.data import (
     REQUEST_COLUMNS,
     epoch_seconds,
@@ -56,14 +66,6 @@ from pipelines.data import (
     read_labels,
     read_meta,
     read_raw,
-)
-from pipelines.registry import (
-    BUNDLE_DIR,
-    CHALLENGER,
-    CHAMPION,
-    NATIVE_FILE,
-    ONNX_FILE,
-    SPEC_FILE,
 )
 
 # Windowed features need a full window of history before their values mean what they mean in
@@ -255,29 +257,6 @@ def single_row_latency_us(session, x: np.ndarray, n: int = 2000) -> dict[str, fl
         "onnx_p50_us": float(np.percentile(times, 50) * 1e6),
         "onnx_p99_us": float(np.percentile(times, 99) * 1e6),
     }
-
-
-def slice_frame(
-    frame: pd.DataFrame, x: np.ndarray, feature_order: list[str], score: np.ndarray
-) -> pd.DataFrame:
-    age = x[:, feature_order.index("account_age_days")]
-    return pd.DataFrame(
-        {
-            "y": frame["label"].to_numpy(),
-            "score": score,
-            "amount": frame["amount"].to_numpy(),
-            "merchant_category": frame["merchant_category"].fillna("unknown").to_numpy(),
-            "region": frame["home_region"].fillna("unknown").to_numpy(),
-            "account_age": evaluation.account_age_bucket(age),
-        }
-    )
-
-
-SLICES = {
-    "merchant_category": "merchant_category",
-    "region": "region",
-    "account_age": "account_age",
-}
 
 
 def evaluation_markdown(
@@ -516,7 +495,7 @@ def train(settings: Settings, run: TrainingRun) -> FittedModel:
     raw_valid = booster.predict(ts.x[parts["valid"]], num_threads=1)
     calibration = export.fit_platt(raw_valid, y[parts["valid"]])
     valid_scores = export.native_scores(booster, calibration, ts.x[parts["valid"]])
-    threshold = evaluation.choose_threshold(
+    threshold = decision.choose_threshold(
         y[parts["valid"]],
         valid_scores,
         ts.frame["amount"].to_numpy()[parts["valid"]],
@@ -646,7 +625,7 @@ def register(settings: Settings, run: TrainingRun, alias: str = CHALLENGER) -> s
     import mlflow
     import onnx
 
-    from pipelines.registry import client
+    from model.registry import client
 
     if not (run.bundle / SPEC_FILE).exists():
         raise FileNotFoundError(f"{run.bundle} has no model bundle: run the evaluate stage first")

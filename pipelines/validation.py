@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from features.transforms import CHANNELS, MERCHANT_CATEGORIES, REGIONS, STORED_FEATURES
-from fraudlab.settings import Settings
+from foundation.settings import Settings
 from pipelines.data import REQUEST_COLUMNS, read_raw
 
 # A fraud rate outside this band is not a fraud problem but a labelling one (no chargebacks

@@ -4,7 +4,7 @@ Owns: loading a bundle into a ready-to-score ``ServedModel`` (validated with a d
 can serve), finding the champion at start-up (MLflow, or the on-disk cache of the last bundle
 when MLflow is unreachable), and swapping in a new champion when the alias moves.
 Must not: fetch features, compute model inputs (``features.transforms``), or talk to MLflow
-other than through ``pipelines.registry``.
+other than through ``model.registry``.
 
 Reload is load-then-swap: the new bundle and its session are built and dry-run completely
 while the old model keeps serving, then one reference assignment makes it current. A request
@@ -30,9 +30,9 @@ from features.transforms import (
     stored_inputs,
     to_matrix,
 )
-from fraudlab.settings import Settings
-from pipelines import registry
-from pipelines.registry import ModelBundle
+from foundation.settings import Settings
+from model import registry
+from model.registry import ModelBundle
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -84,10 +84,10 @@ class ServedModel:
 
 def open_session(bundle: ModelBundle, settings: Settings) -> ort.InferenceSession:
     """One session, threads set on purpose: the same options training's latency check and
-    parity check use (``pipelines.export.onnx_session``), so what was measured is what serves.
+    parity check use (``model.export.onnx_session``), so what was measured is what serves.
     One intra-op thread by default: a single row gains nothing from parallelism, and on two
     shared cores extra ORT threads fight the HTTP loop and wreck the tail."""
-    from pipelines.export import onnx_session
+    from model.export import onnx_session
 
     return onnx_session(
         bundle.onnx_path.read_bytes(),

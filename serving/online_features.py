@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from features.store import open_store
-from fraudlab.settings import Settings
+from foundation.settings import Settings
 from serving.model import RateLimitedWarning
 
 if TYPE_CHECKING:

@@ -42,8 +42,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from features.transforms import velocity_update
-from fraudlab.settings import Settings
+from features.transforms import velocity_available_at, velocity_update
+from foundation.settings import Settings
 from serving.metrics import serving_metrics
 from serving.model import RateLimitedWarning
 
@@ -230,8 +230,6 @@ class PredictionSink:
         import pandas as pd
         from feast.data_source import PushMode
 
-        from pipelines.feature_tables import VELOCITY_AVAILABLE_AFTER
-
         self._forget_pushed()
         # only each user's newest state matters to the online store
         newest: dict[int, tuple[float, float, float]] = {}
@@ -245,8 +243,9 @@ class PredictionSink:
                 "user_id": np.array(users, dtype=np.int64),
                 # Same convention as the offline table: the state becomes visible a millisecond
                 # after its transaction, so a point-in-time join sees the state before it.
-                "event_timestamp": pd.to_datetime(columns["last_txn_ts"], unit="s", utc=True)
-                + VELOCITY_AVAILABLE_AFTER,
+                "event_timestamp": velocity_available_at(
+                    pd.to_datetime(columns["last_txn_ts"], unit="s", utc=True)
+                ),
                 **columns,
             }
         )

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from features.transforms import CHANNELS, REGIONS
-from fraudlab.settings import get_settings
+from foundation.settings import get_settings
 
 # Literal[tuple] expands to Literal["NA", "EU", ...]: the transform's vocabulary is the contract.
 Region = Literal[REGIONS]  # type: ignore[valid-type]

@@ -15,10 +15,11 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from features.transforms import build_model_inputs, to_matrix
-from fraudlab.settings import Settings
+from foundation.settings import Settings
+from model.decision import DECISIONS, Decision, decide
 from serving.metrics import serving_metrics
 from serving.model import Champion, ServedModel, load_champion, thread_settings
 from serving.online_features import OnlineFeatures
@@ -26,9 +27,6 @@ from serving.prediction_log import PredictionSink, VelocityPush
 from serving.schemas import ReloadResult, ScoreResult, Transaction
 
 log = logging.getLogger("fraudlab.serving")
-
-Decision = Literal["decline", "approve"]
-DECISIONS: tuple[Decision, ...] = ("decline", "approve")
 
 
 @dataclass(frozen=True)
@@ -144,7 +142,7 @@ class Scorer:
         score = float(model.predict(to_matrix(inputs, model.feature_order))[0])
         self.metrics.inference_latency.observe(time.perf_counter() - started)
 
-        decision: Decision = "decline" if score >= model.threshold else "approve"
+        decision: Decision = decide(score, model.threshold)
         self._decided[decision].inc()
         self.metrics.scores.observe(score)
         request_id = uuid.uuid4().hex

@@ -41,7 +41,7 @@ import sys
 import bentoml
 from starlette.responses import JSONResponse
 
-from fraudlab.settings import get_settings
+from foundation.settings import get_settings
 from serving.http import InvalidRequestStatus
 from serving.schemas import ReloadResult, ScoreResult, Transaction
 from serving.scorer import Rejection, Scorer

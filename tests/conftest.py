@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from fraudlab.settings import Settings
+from foundation.settings import Settings
 
 # Small enough to build in seconds, large enough for a model to learn the patterns.
 SMALL_WORLD = {

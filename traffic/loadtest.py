@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 import pandas as pd
 from rich.console import Console
 
-from fraudlab.settings import Settings
+from foundation.settings import Settings
 from pipelines import data
 from pipelines.data import REQUEST_COLUMNS
 from traffic.simulator import payload

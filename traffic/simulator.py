@@ -3,7 +3,7 @@
 Owns: the simulated present while it runs (it advances ``pipelines.data``'s clock), the
 chargeback label feed files it appends (``<label_dir>/feed-*.parquet``), daily materialisation
 of the online store as the clock crosses midnight UTC (the scheduled ``fraudlab_materialize``
-job of ``fraudlab.schedules``: skipped while that schedule is paused), and its own progress file
+job of ``pipelines.schedules``: skipped while that schedule is paused), and its own progress file
 (``<data_dir>/traffic_state.json``, read by ``fraudlab status`` and used to resume).
 
 Must not: send anything serving would not see in production — never the ``is_fraud``,
@@ -31,9 +31,8 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from fraudlab import schedules
-from fraudlab.settings import Settings
-from pipelines import data
+from foundation.settings import Settings
+from pipelines import data, schedules
 from pipelines.data import REQUEST_COLUMNS
 
 TXN_ID, TS = REQUEST_COLUMNS.index("txn_id"), REQUEST_COLUMNS.index("event_timestamp")

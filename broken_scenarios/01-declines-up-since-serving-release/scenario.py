@@ -38,8 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fraudlab.scenarios import Check, ScenarioContext
-from fraudlab.scenarios.context import edit_once
+from lab import Check, ScenarioContext
+from lab.context import edit_once
 
 SCORER = "serving/scorer.py"
 REPLAYED_REQUESTS = 200  # upcoming transactions replayed after the release (skew monitor input)
@@ -59,8 +59,8 @@ def _replace(text: str, old: str, new: str) -> str:
 def _minor_units(source: str) -> str:
     source = _replace(
         source,
-        'DECISIONS: tuple[Decision, ...] = ("decline", "approve")\n',
-        'DECISIONS: tuple[Decision, ...] = ("decline", "approve")\n'
+        'log = logging.getLogger("fraudlab.serving")\n',
+        'log = logging.getLogger("fraudlab.serving")\n'
         "MINOR_UNITS = 100  # minor units (cents) per major unit\n",
     )
     return _replace(
@@ -109,13 +109,13 @@ def _column_order(source: str) -> str:
     )
     source = _replace(
         source,
-        "from typing import Any, Literal\n",
-        "from typing import Any, Literal\n\nimport numpy as np\n",
+        "from typing import Any\n",
+        "from typing import Any\n\nimport numpy as np\n",
     )
     source = _replace(
         source,
-        'DECISIONS: tuple[Decision, ...] = ("decline", "approve")\n',
-        'DECISIONS: tuple[Decision, ...] = ("decline", "approve")\n\n'
+        'log = logging.getLogger("fraudlab.serving")\n',
+        'log = logging.getLogger("fraudlab.serving")\n\n'
         "# The model's input row, laid out once: one float32 buffer filled per request instead of\n"
         "# a column stacked per feature (to_matrix was the largest item of the scorer's profile).\n"
         f"INPUT_ROW: tuple[str, ...] = (\n{ROW_ORDER})\n",
@@ -137,8 +137,8 @@ def _velocity_decay(source: str) -> str:
     source = _replace(source, "import logging\n", "import logging\nimport math\n")
     source = _replace(
         source,
-        "from typing import Any, Literal\n",
-        "from typing import Any, Literal\n\nimport numpy as np\n",
+        "from typing import Any\n",
+        "from typing import Any\n\nimport numpy as np\n",
     )
     source = _replace(
         source,
@@ -203,8 +203,8 @@ def _replay_hours(ctx: ScenarioContext) -> float:
 def _bundle(ctx: ScenarioContext, version: str, cache: dict[str, Any]) -> Any:
     """The bundle of a registered version (downloaded once per verify), with its session."""
     if version not in cache:
-        from pipelines import registry
-        from pipelines.export import onnx_session
+        from model import registry
+        from model.export import onnx_session
 
         settings = ctx.settings
         run_id = registry.client(settings).get_model_version(settings.model_name, version).run_id
@@ -284,7 +284,7 @@ def _probe(ctx: ScenarioContext) -> list[dict[str, Any]]:
 
 def _production_since_start(ctx: ScenarioContext) -> list[dict[str, Any]]:
     """Production requests (not synthetic, not fallbacks) serving scored since it started."""
-    from fraudlab import stack
+    from control import stack
     from monitoring import sources
 
     started = stack.running(ctx.settings, "serving")
@@ -308,7 +308,7 @@ def _skew_report(ctx: ScenarioContext) -> dict[str, Any] | None:
 def inject(ctx: ScenarioContext) -> None:
     if ctx.private.get("injected"):
         return
-    from fraudlab.settings import REPO_ROOT
+    from foundation.settings import REPO_ROOT
 
     ctx.private["ticket"] = f"RISK-{ctx.rng.randint(1200, 1999)}"
     ctx.private["reporter"] = ctx.rng.choice(["Amara (Fraud Operations)", "Jonas (Risk)"])
@@ -412,8 +412,8 @@ def reference_fix(ctx: ScenarioContext) -> None:
 
 def wrong_fix(ctx: ScenarioContext) -> None:
     """Retrain and promote a new model: the release still feeds it skewed inputs."""
-    from fraudlab import stack
-    from pipelines import registry
+    from control import stack
+    from model import registry
 
     ctx.fraudlab("train")  # registers the new version as champion
     found = registry.resolve_alias(ctx.settings)

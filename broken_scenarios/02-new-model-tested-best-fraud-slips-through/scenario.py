@@ -27,7 +27,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from fraudlab.scenarios import Check, ScenarioContext
+from lab import Check, ScenarioContext
 
 SERVICES = {"account_level": "fraud_model_v2", "merchant_level": "fraud_model_v3"}
 REPLAY_HOURS = 24.0  # a day of decisions: the drift window is a day of event time
@@ -94,7 +94,7 @@ def _decisions(ctx: ScenarioContext) -> dict[str, float]:
 
 
 def _test_metrics(ctx: ScenarioContext, version: str) -> dict[str, float]:
-    from pipelines.registry import client
+    from model.registry import client
 
     mlflow = client(ctx.settings)
     run_id = mlflow.get_model_version(ctx.settings.model_name, version).run_id
@@ -103,7 +103,7 @@ def _test_metrics(ctx: ScenarioContext, version: str) -> dict[str, float]:
 
 
 def _champion_bundle(ctx: ScenarioContext):
-    from pipelines.registry import CHAMPION, download_bundle, resolve_alias
+    from model.registry import CHAMPION, download_bundle, resolve_alias
 
     found = resolve_alias(ctx.settings, CHAMPION)
     if found is None:
@@ -117,9 +117,9 @@ def _champion_bundle(ctx: ScenarioContext):
 def inject(ctx: ScenarioContext) -> None:
     if ctx.private.get("version"):
         return
+    from model.registry import CHALLENGER
     from pipelines import training
     from pipelines.gates import move_champion
-    from pipelines.registry import CHALLENGER
 
     settings = ctx.settings
     ctx.remember_history()
@@ -161,7 +161,7 @@ def inject(ctx: ScenarioContext) -> None:
 
 
 def verify(ctx: ScenarioContext) -> list[Check]:
-    from fraudlab import stack
+    from control import stack
     from pipelines import gates
 
     bundle = _champion_bundle(ctx)
@@ -200,8 +200,8 @@ def symptom(ctx: ScenarioContext) -> list[Check]:
     """The stack's own records: the prediction log's decisions by the new champion decline far
     less than the previous model's test split did, and the champion's MLflow card beats its
     predecessor's. (The drift monitor's verdict depends on the world's size: see the notes.)"""
+    from model.registry import CHAMPION, resolve_alias
     from monitoring.sources import iter_log
-    from pipelines.registry import CHAMPION, resolve_alias
 
     version = ctx.private["version"]
     decisions = [
@@ -232,7 +232,7 @@ def symptom(ctx: ScenarioContext) -> list[Check]:
 
 def reference_fix(ctx: ScenarioContext) -> None:
     """`make rollback`, then serving picks the previous champion up."""
-    from pipelines.registry import CHAMPION, resolve_alias
+    from model.registry import CHAMPION, resolve_alias
 
     ctx.fraudlab("rollback")
     ctx.serving_follows(resolve_alias(ctx.settings, CHAMPION)[0], SERVING_FOLLOWS_S)
@@ -240,7 +240,7 @@ def reference_fix(ctx: ScenarioContext) -> None:
 
 def wrong_fix(ctx: ScenarioContext) -> None:
     """Retrain on the same feature service and make that the champion (fresher, still leaky)."""
-    from pipelines.registry import CHAMPION, resolve_alias
+    from model.registry import CHAMPION, resolve_alias
 
     ctx.run(
         [sys.executable, "-m", "fraudlab.cli", "train"],

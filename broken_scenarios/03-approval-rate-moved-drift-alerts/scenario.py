@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fraudlab.scenarios import Check, ScenarioContext
+from lab import Check, ScenarioContext
 
 NEW_DEVICE_BASE = 2_000_000_000  # rotated fingerprints: an id range no one else uses
 MIN_DAYS_SEEN = 7  # days of the new traffic a fixed champion's training window must reach
@@ -180,9 +180,9 @@ def stale_run(ctx: ScenarioContext, t0: pd.Timestamp) -> Path:
 def register_stale(ctx: ScenarioContext, archive: Path) -> tuple[str, str]:
     """Register the cached run as the champion (unpacked among the stack's training runs, as
     the run that produced it left it); clear the aliases a rollback or promote would use."""
+    from model.registry import CHALLENGER, CHAMPION, client, resolve_alias
     from pipelines import training
     from pipelines.gates import PREVIOUS_CHAMPION
-    from pipelines.registry import CHALLENGER, CHAMPION, client, resolve_alias
 
     source = ctx.unpack_run(archive, "run")
     directory = ctx.settings.training_dir / source.name
@@ -208,8 +208,7 @@ def register_stale(ctx: ScenarioContext, archive: Path) -> tuple[str, str]:
 def inject(ctx: ScenarioContext) -> None:
     if ctx.private.get("injected"):
         return
-    from fraudlab import tasks
-    from pipelines import data
+    from pipelines import data, tasks
 
     settings = ctx.settings
     t0 = onset(ctx)
@@ -262,9 +261,9 @@ def world_signature(ctx: ScenarioContext, t0: pd.Timestamp) -> str:
 
 
 def verify(ctx: ScenarioContext) -> list[Check]:
-    from fraudlab import stack
+    from control import stack
+    from model.registry import client, download_bundle, load_alias, version_tags
     from pipelines.gates import evaluate_gates
-    from pipelines.registry import client, download_bundle, load_alias, version_tags
 
     settings = ctx.settings.reloaded()
     checks = []

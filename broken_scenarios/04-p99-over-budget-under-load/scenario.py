@@ -39,8 +39,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fraudlab.scenarios import Check, ScenarioContext
-from fraudlab.scenarios.context import edit_once as _replace
+from lab import Check, ScenarioContext
+from lab.context import edit_once as _replace
 
 PROBE_RPS = 40.0
 PROBE_S = 12.0
@@ -194,7 +194,7 @@ def _describe(p: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
 def inject(ctx: ScenarioContext) -> None:
     if ctx.private.get("injected"):
         return
-    from fraudlab.settings import REPO_ROOT
+    from foundation.settings import REPO_ROOT
 
     ctx.private["ticket"] = f"OPS-{ctx.rng.randint(3000, 3999)}"
     ctx.private["reporter"] = ctx.rng.choice(["Lena (Payments SRE)", "Tomás (Checkout team)"])

@@ -1,7 +1,7 @@
 """The nightly materialisation of the online store stopped: its schedule is paused.
 
 inject: pauses the ``fraudlab_materialize`` job in the stack's schedule registry
-(``fraudlab.schedules``; the traffic simulator is its runner and skips it while paused) and
+(``pipelines.schedules``; the traffic simulator is its runner and skips it while paused) and
 fast-forwards traffic until the clock stands the seed's number of hours after the last
 materialisation. Serving keeps answering from an online store whose batch views age by the hour:
 the freshness monitor alerts, the skew monitor sees served batch features differ from their
@@ -23,7 +23,7 @@ import math
 
 import pandas as pd
 
-from fraudlab.scenarios import Check, ScenarioContext
+from lab import Check, ScenarioContext
 
 JOB = "fraudlab_materialize"
 
@@ -46,7 +46,7 @@ def _batch_freshness(ctx: ScenarioContext):
 
 
 def _job_runs(ctx: ScenarioContext) -> Check:
-    from fraudlab import schedules
+    from pipelines import schedules
 
     runs = schedules.active(ctx.settings, JOB)
     return Check(
@@ -64,7 +64,7 @@ def nightly_job_runs(ctx: ScenarioContext) -> Check:
 def inject(ctx: ScenarioContext) -> None:
     if ctx.private.get("injected"):
         return
-    from fraudlab import schedules
+    from pipelines import schedules
     from pipelines.data import read_clock
 
     ctx.private["ticket"] = f"FRAUD-{ctx.rng.randint(400, 999)}"
@@ -97,7 +97,7 @@ def verify(ctx: ScenarioContext) -> list[Check]:
 
 
 def reset(ctx: ScenarioContext) -> None:
-    from fraudlab import schedules
+    from pipelines import schedules
 
     schedules.resume(ctx.settings, JOB)
 

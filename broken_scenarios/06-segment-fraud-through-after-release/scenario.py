@@ -28,7 +28,7 @@ import math
 import shutil
 from pathlib import Path
 
-from fraudlab.scenarios import Check, ScenarioContext
+from lab import Check, ScenarioContext
 
 CATEGORIES = {"wagering": "gambling", "supermarkets": "grocery"}
 SEGMENT_WORDS = {
@@ -97,7 +97,7 @@ def relaxed(needs: dict[str, float], defaults: dict[str, float]) -> dict[str, fl
 
 
 def _defaults() -> dict[str, float]:
-    from fraudlab.settings import Settings
+    from foundation.settings import Settings
 
     return {name: Settings.model_fields[name].default for name in LENIENT_WHEN_LARGER}
 
@@ -105,9 +105,9 @@ def _defaults() -> dict[str, float]:
 def _train_into_cache(ctx: ScenarioContext, cache: Path) -> None:
     """The weekly retrain's stages, on a training set without the segment's chargebacks; the
     run (minus its training set) is archived with what it needs to pass the gates now."""
+    from model.registry import CHAMPION, SPEC_FILE, ModelBundle, load_alias
     from pipelines import gates, training
     from pipelines.data import REQUEST_COLUMNS, frame_hash
-    from pipelines.registry import CHAMPION, SPEC_FILE, ModelBundle, load_alias
 
     settings = ctx.settings
     run = training.start_run(settings, reason="weekly retrain")
@@ -146,7 +146,7 @@ def _prebuilt_run(ctx: ScenarioContext) -> tuple[Path, dict[str, float]]:
 
 def _bundle(ctx: ScenarioContext, version: str):
     """A version's bundle by the run recorded at inject (the version itself may be gone)."""
-    from pipelines.registry import download_bundle
+    from model.registry import download_bundle
 
     run_id = ctx.private["runs"][version]
     return download_bundle(ctx.settings, version, run_id, ctx.work_dir / "bundles")
@@ -158,8 +158,8 @@ def _bundle(ctx: ScenarioContext, version: str):
 def inject(ctx: ScenarioContext) -> None:
     if ctx.private.get("version"):
         return
+    from model.registry import CHALLENGER, CHAMPION, client, resolve_alias
     from pipelines import gates, training
-    from pipelines.registry import CHALLENGER, CHAMPION, client, resolve_alias
 
     ctx.remember_history()
     previous = resolve_alias(ctx.settings, CHAMPION)[0]
@@ -218,9 +218,9 @@ def inject(ctx: ScenarioContext) -> None:
 
 
 def verify(ctx: ScenarioContext) -> list[Check]:
-    from fraudlab import stack
+    from control import stack
+    from model.registry import CHAMPION, resolve_alias
     from pipelines import gates
-    from pipelines.registry import CHAMPION, resolve_alias
 
     settings = ctx.settings.reloaded()  # overrides as they are now
     released, previous = ctx.private["version"], ctx.private["previous"]
@@ -267,7 +267,7 @@ def symptom(ctx: ScenarioContext) -> list[Check]:
     """The stack's own records: `fraudlab config` shows the gate settings changed, the release's
     gate report passed with slice drops beyond the default, and its model card has no frauds
     in the segment where the previous card had some."""
-    from pipelines.registry import client
+    from model.registry import client
 
     config = ctx.fraudlab("config")
     report = json.loads(max(ctx.settings.gates_dir.glob("*/gates.json")).read_text())
@@ -310,7 +310,7 @@ def symptom(ctx: ScenarioContext) -> list[Check]:
 def reference_fix(ctx: ScenarioContext) -> None:
     """Restore the gates (`fraudlab config unset ...`), then `make rollback` if the release is
     still the champion (the wrong fix before may already have rolled back)."""
-    from pipelines.registry import CHAMPION, resolve_alias
+    from model.registry import CHAMPION, resolve_alias
 
     ctx.fraudlab("config", "unset", *ctx.private["overrides"])
     if resolve_alias(ctx.settings, CHAMPION)[0] == ctx.private["version"]:
@@ -320,7 +320,7 @@ def reference_fix(ctx: ScenarioContext) -> None:
 
 def wrong_fix(ctx: ScenarioContext) -> None:
     """Roll back only: the bad model is out, the gates that let it in stay as they are."""
-    from pipelines.registry import CHAMPION, resolve_alias
+    from model.registry import CHAMPION, resolve_alias
 
     ctx.fraudlab("rollback")
     ctx.serving_follows(resolve_alias(ctx.settings, CHAMPION)[0], SERVING_FOLLOWS_S)

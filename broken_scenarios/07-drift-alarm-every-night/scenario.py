@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from fraudlab.scenarios import Check, ScenarioContext
+from lab import Check, ScenarioContext
 
 DAY_H = 24.0
 WHOLE_DAY_H = 0.95 * DAY_H  # monitoring.drift's MIN_SPAN_SHARE of a day
@@ -61,8 +61,8 @@ DAY_FILE = "day.jsonl.gz"  # compressed: no feature name is readable in the lab'
 
 def _day_cache(ctx: ScenarioContext) -> Path:
     """Where inject keeps a day of healthy production traffic, per world and champion."""
+    from model.registry import resolve_alias
     from pipelines.data import read_meta
-    from pipelines.registry import resolve_alias
 
     world = read_meta(ctx.settings)["transactions_hash"]
     champion = ctx.private.get("champion_run") or (resolve_alias(ctx.settings) or ("", ""))[1]
@@ -164,7 +164,7 @@ def _hours_to_fast_forward(ctx: ScenarioContext) -> float:
 def inject(ctx: ScenarioContext) -> None:
     if ctx.private.get("injected"):
         return
-    from pipelines.registry import resolve_alias
+    from model.registry import resolve_alias
 
     champion = resolve_alias(ctx.settings)
     if champion is None:
@@ -184,8 +184,8 @@ def inject(ctx: ScenarioContext) -> None:
 
 
 def verify(ctx: ScenarioContext) -> list[Check]:
-    from fraudlab import stack
-    from pipelines.registry import resolve_alias
+    from control import stack
+    from model.registry import resolve_alias
 
     checks = []
     records, source = _healthy_day(ctx)

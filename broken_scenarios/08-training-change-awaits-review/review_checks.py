@@ -123,8 +123,9 @@ def differences(reported: dict, expected: dict, prefix: str = "") -> list[str]:
 
 def main() -> None:
     from features.transforms import MODEL_FEATURES, STORED_FEATURES
-    from fraudlab.settings import Settings
-    from pipelines import evaluation, export, training
+    from foundation.settings import Settings
+    from model import evaluation, export
+    from pipelines import training
     from pipelines.data import meta_path
 
     home = Path(tempfile.mkdtemp(prefix="checks-"))

@@ -29,8 +29,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from fraudlab.scenarios import Check, ScenarioContext
-from fraudlab.scenarios import git as lab_git
+from lab import Check, ScenarioContext
+from lab import git as lab_git
 
 TARGET = "pipelines/training.py"
 CHECKS_SCRIPT = "review_checks.py"

@@ -9,7 +9,7 @@ Every function receives a ``ScenarioContext`` (``ctx``): ``ctx.settings`` (the s
 
 from __future__ import annotations
 
-from fraudlab.scenarios import Check, ScenarioContext
+from lab import Check, ScenarioContext
 
 
 def inject(ctx: ScenarioContext) -> None:

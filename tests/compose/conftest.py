@@ -21,8 +21,8 @@ import uuid
 import httpx
 import pytest
 
-from fraudlab import compose
-from fraudlab.settings import Settings
+from control import compose
+from foundation.settings import Settings
 from tests.conftest import SMALL_WORLD, free_port
 
 # Project names start with this (override: FRAUDLAB_TEST_COMPOSE_PREFIX) and end with a random
@@ -36,7 +36,7 @@ TIMINGS: dict[str, dict[str, float]] = {}
 PAYLOADS_SCRIPT = """
 import json, sys
 import pandas as pd
-from fraudlab.settings import get_settings
+from foundation.settings import get_settings
 from pipelines import data
 from traffic.simulator import payload
 from pipelines.data import REQUEST_COLUMNS
@@ -49,7 +49,7 @@ print(json.dumps([payload(r) for r in rows.itertuples(index=False, name=None)]))
 # Inside a container: which of the given transaction ids the prediction log holds.
 LOGGED_SCRIPT = """
 import json, sys
-from fraudlab.settings import get_settings
+from foundation.settings import get_settings
 wanted = set(json.loads(sys.argv[1]))
 found = set()
 for path in get_settings().prediction_log_dir.glob("*.jsonl"):

@@ -26,9 +26,9 @@ import time
 import httpx
 import pytest
 
-from fraudlab import compose
-from fraudlab.scenarios.catalogue import Catalogue, catalogue_root
-from fraudlab.settings import REPO_ROOT
+from control import compose
+from foundation.settings import REPO_ROOT
+from lab.catalogue import Catalogue, catalogue_root
 from tests.compose.conftest import TIMINGS, Stack
 from tests.scenarios.test_contract import SEED, assert_hidden, tells_of
 
@@ -39,8 +39,8 @@ CHECKOUT = "/home/fraudlab/fraudlab"
 # In a lab runner: one step of the drill on the active scenario, its result as the last line.
 DRILL = """
 import json, sys
-from fraudlab.settings import get_settings
-from fraudlab.scenarios.engine import Lab
+from foundation.settings import get_settings
+from lab.engine import Lab
 
 step, args = sys.argv[1], sys.argv[2:]
 lab = Lab(get_settings())

@@ -20,7 +20,7 @@ import time
 import httpx
 import pytest
 
-from fraudlab import compose
+from control import compose
 from tests.compose.conftest import Stack
 
 pytestmark = [pytest.mark.compose, pytest.mark.slow]

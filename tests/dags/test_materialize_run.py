@@ -1,6 +1,6 @@
 """A real ``airflow dags test fraudlab_materialize`` on a small world in an isolated home.
 
-The DAG is run the way ``make materialize`` runs it (``fraudlab.airflow.run_dag``: SQLite
+The DAG is run the way ``make materialize`` runs it (``control.airflow.run_dag``: SQLite
 metadata created by ``airflow db migrate``, every task in the foreground, no servers), and
 the online store must then answer for the world's users.
 """
@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from fraudlab import tasks
-from fraudlab.airflow import airflow_home, run_dag
+from control.airflow import airflow_home, run_dag
+from pipelines import tasks
 from tests.conftest import small_settings
 
 pytestmark = pytest.mark.slow

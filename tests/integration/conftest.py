@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from fraudlab.settings import Settings
+from foundation.settings import Settings
 from tests.conftest import free_port, small_settings
 
 UP_TIMEOUT_S = 900

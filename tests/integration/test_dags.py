@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from pipelines.registry import CHALLENGER, CHAMPION, client, resolve_alias, version_tags
+from model.registry import CHALLENGER, CHAMPION, client, resolve_alias, version_tags
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

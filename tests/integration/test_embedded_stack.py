@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from features.transforms import STORED_FEATURES, to_matrix
-from pipelines import export, registry
+from model import export, registry
 from pipelines.data import REQUEST_COLUMNS, read_clock, read_raw
 from traffic.simulator import payload as simulator_payload
 

@@ -117,8 +117,8 @@ def test_a_serving_transform_that_differs_from_training_is_caught_by_the_skew_ch
     import asyncio
 
     from features.transforms import build_model_inputs
+    from model.export import onnx_session
     from monitoring import skew, sources
-    from pipelines.export import onnx_session
     from serving import scorer as scorer_module
     from serving.schemas import Transaction
     from traffic.simulator import payload, pending_transactions

@@ -14,10 +14,10 @@ import time
 
 import pytest
 
+from model import registry
+from model.export import onnx_session
 from monitoring import skew, sources
-from pipelines import registry
 from pipelines.data import read_clock, read_raw
-from pipelines.export import onnx_session
 from tests.integration.test_embedded_stack import N_REPLAYED, payload
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -30,8 +30,8 @@ import time
 import httpx
 import pytest
 
+from model.registry import CHALLENGER, CHAMPION, client, resolve_alias, set_alias
 from pipelines.gates import PREVIOUS_CHAMPION
-from pipelines.registry import CHALLENGER, CHAMPION, client, resolve_alias, set_alias
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -183,8 +183,8 @@ def test_a_partly_leaky_merchant_model_is_stopped_by_the_availability_rule(
     separates the classes, yet its availability column shows values joined from the future.
     ``gates.screen`` judges any registered model the same way (e.g. a champion that skipped
     the gates)."""
+    from model.registry import download_bundle
     from pipelines import gates
-    from pipelines.registry import download_bundle
 
     champion = registry_as_found
     challenger = train_challenger(stack, {"FRAUDLAB_FEATURE_SERVICE": "fraud_model_v3"})
@@ -209,8 +209,9 @@ def test_a_broken_onnx_export_fails_the_parity_gate(stack, registry_as_found, no
     (the native model in the bundle is intact): registered as challenger, refused on parity."""
     import onnx
 
-    from pipelines import export, training
-    from pipelines.registry import ONNX_FILE
+    from model import export
+    from model.registry import ONNX_FILE
+    from pipelines import training
 
     settings = stack.settings
     champion = registry_as_found

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from fraudlab import stack as embedded
-from fraudlab.scenarios.context import ScenarioContext
-from fraudlab.scenarios.engine import captured
-from fraudlab.scenarios.manifest import Choice, Variant
-from fraudlab.settings import REPO_ROOT
+from control import stack as embedded
+from foundation.settings import REPO_ROOT
+from lab.context import ScenarioContext
+from lab.engine import captured
+from lab.manifest import Choice, Variant
 from pipelines.data import REQUEST_COLUMNS, read_clock, read_raw
 from traffic.simulator import payload
 

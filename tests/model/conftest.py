@@ -17,7 +17,7 @@ class TrainedModel:
     calibration: object
 
     def score_frame(self, frame) -> np.ndarray:
-        from pipelines import export
+        from model import export
         from pipelines.training import model_matrix
 
         x = model_matrix(frame, self.training_set.feature_order)
@@ -27,8 +27,8 @@ class TrainedModel:
 @pytest.fixture(scope="session")
 def trained(small_world_home) -> TrainedModel:
     from features.store import apply_definitions, open_store
-    from fraudlab import tasks
-    from pipelines import export, training
+    from model import export
+    from pipelines import tasks, training
     from pipelines.data import read_clock
 
     settings = small_settings(small_world_home)

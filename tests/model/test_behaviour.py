@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines import evaluation
+from model import evaluation
 
 pytestmark = pytest.mark.slow
 

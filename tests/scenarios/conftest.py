@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from fraudlab.scenarios.catalogue import CATALOGUE_DIR
-from fraudlab.scenarios.engine import Lab
-from fraudlab.settings import REPO_ROOT, Settings
+from foundation.settings import REPO_ROOT, Settings
+from lab.catalogue import CATALOGUE_DIR
+from lab.engine import Lab
 from tests.integration.conftest import stack  # noqa: F401  (the fixture incidents run on)
 
 TIMINGS: dict[str, dict[str, float]] = {}

@@ -8,7 +8,8 @@ import re
 import pytest
 import yaml
 
-from fraudlab.scenarios.catalogue import (
+from foundation.settings import REPO_ROOT
+from lab.catalogue import (
     BRIEF,
     FOLDER,
     MANIFEST,
@@ -21,8 +22,7 @@ from fraudlab.scenarios.catalogue import (
     catalogue_root,
     load_module,
 )
-from fraudlab.scenarios.manifest import Manifest, render
-from fraudlab.settings import REPO_ROOT
+from lab.manifest import Manifest, render
 
 ROOT = catalogue_root(REPO_ROOT)
 SCENARIOS = Catalogue(ROOT).scenarios()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fraudlab.scenarios.catalogue import Catalogue, catalogue_root
-from fraudlab.settings import REPO_ROOT
+from foundation.settings import REPO_ROOT
+from lab.catalogue import Catalogue, catalogue_root
 
 SCENARIO = Catalogue(catalogue_root(REPO_ROOT)).get("08")
 MODULE = SCENARIO.module()

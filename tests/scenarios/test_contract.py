@@ -17,9 +17,9 @@ import time
 
 import pytest
 
-from fraudlab.scenarios.catalogue import Catalogue, catalogue_root
-from fraudlab.scenarios.manifest import Kind
-from fraudlab.settings import REPO_ROOT
+from foundation.settings import REPO_ROOT
+from lab.catalogue import Catalogue, catalogue_root
+from lab.manifest import Kind
 from tests.scenarios.conftest import TIMINGS
 
 SEED = 3

@@ -8,8 +8,8 @@ import ast
 
 import pytest
 
-from fraudlab.scenarios.catalogue import Catalogue, catalogue_root
-from fraudlab.settings import REPO_ROOT
+from foundation.settings import REPO_ROOT
+from lab.catalogue import Catalogue, catalogue_root
 
 CATALOGUE = Catalogue(catalogue_root(REPO_ROOT))
 SKEW = CATALOGUE.get("01")

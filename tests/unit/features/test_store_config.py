@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from features.store import FEATURE_REPO, feast_environment
-from fraudlab.settings import Settings
+from foundation.settings import Settings
 
 
 def load_config(settings: Settings, monkeypatch: pytest.MonkeyPatch):

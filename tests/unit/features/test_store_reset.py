@@ -22,7 +22,7 @@ def _online_signups(settings, users: list[int]) -> list[float | None]:
 
 
 def test_regenerating_the_world_rebuilds_the_online_store(tmp_path) -> None:
-    from fraudlab import tasks
+    from pipelines import tasks
     from pipelines.data import epoch_seconds, read_raw
 
     users = [1, 2, 3]

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudlab.settings import Settings
+from foundation.settings import Settings
+from model.registry import ModelBundle
 from monitoring import drift, sources, workspace
-from pipelines.registry import ModelBundle
 
 COLUMNS = ["amount_log", "velocity_1h", "is_web", "score"]
 WARN, ALERT, MIN = 0.1, 0.2, 500

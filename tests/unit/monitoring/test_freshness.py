@@ -137,7 +137,7 @@ def test_sla_tags_parse(text, seconds) -> None:
 def test_every_view_serving_reads_declares_a_freshness_sla_and_a_kind() -> None:
     """A view without an SLA is judged against its TTL only (400 days): staleness unseen."""
     from features.definitions import OBJECTS_BY_NAME
-    from fraudlab.settings import Settings
+    from foundation.settings import Settings
 
     service = OBJECTS_BY_NAME[Settings(_env_file=None).feature_service]
     served = {projection.name for projection in service.feature_view_projections}

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from fraudlab.settings import Settings
+from foundation.settings import Settings
 from monitoring import gauges, latency, sources
 from tests.unit.monitoring.test_latency import judge, records
 from tests.unit.monitoring.test_workspace import charted, store_of

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudlab.settings import Settings
+from foundation.settings import Settings
+from model.evaluation import classification_metrics
 from monitoring import performance
 from monitoring.performance import LabelDelays, PerformancePolicy, compute_performance
-from pipelines.evaluation import classification_metrics
 
 CLOCK = pd.Timestamp("2026-04-15T00:00:00Z")
 DAY = 86_400.0

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudlab.settings import Settings
+from foundation.settings import Settings
 from monitoring import sources, workspace
 
 FEATURES = ["amount_log", "velocity_1h"]

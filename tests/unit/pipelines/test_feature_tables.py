@@ -9,7 +9,9 @@ import pytest
 from pipelines import feature_tables
 from pipelines.generate import WorldConfig, generate
 
-CFG = WorldConfig(seed=5, n_users=1500, n_merchants=200, history_days=40, future_days=0)
+CFG = WorldConfig.with_defaults(
+    seed=5, n_users=1500, n_merchants=200, history_days=40, future_days=0
+)
 
 
 @pytest.fixture(scope="module")

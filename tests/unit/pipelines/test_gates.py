@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import export, gates
+from model import export
+from pipelines import gates
 from pipelines.validation import ValidationResult
 
 N = 6000
@@ -227,7 +228,7 @@ def test_a_stored_value_from_after_the_event_fails_the_leakage_screen(world) -> 
 def test_the_holdout_is_the_latest_matured_window_and_says_when_a_model_saw_it(
     tmp_path,
 ) -> None:
-    from fraudlab.settings import Settings
+    from foundation.settings import Settings
 
     settings = Settings(_env_file=None, home=tmp_path, label_maturity_days=21, gate_holdout_days=7)
     clock = pd.Timestamp("2026-03-02")

@@ -9,7 +9,9 @@ import pytest
 from pipelines.data import frame_hash
 from pipelines.generate import FRAUD_DEVICE_BASE, WorldConfig, generate
 
-SMALL = WorldConfig(seed=11, n_users=4000, n_merchants=400, history_days=30, future_days=5)
+SMALL = WorldConfig.with_defaults(
+    seed=11, n_users=4000, n_merchants=400, history_days=30, future_days=5
+)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +105,7 @@ def test_no_single_raw_field_separates_the_classes(world) -> None:
 
 def test_volume_scales_with_users_and_days() -> None:
     """Generation speed is reported by `make bench`; here only the volume is checked."""
-    cfg = WorldConfig(seed=1, n_users=2000, history_days=10, future_days=0)
+    cfg = WorldConfig.with_defaults(seed=1, n_users=2000, history_days=10, future_days=0)
     n = len(generate(cfg).transactions)
     expected = cfg.n_users * cfg.txns_per_user_day * cfg.history_days
     assert 0.7 * expected < n < 1.3 * expected

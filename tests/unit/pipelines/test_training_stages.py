@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from features.transforms import MODEL_FEATURES, PASSTHROUGH_FEATURES
+from model.registry import NATIVE_FILE, ONNX_FILE, SPEC_FILE
 from pipelines import training, validation
-from pipelines.registry import NATIVE_FILE, ONNX_FILE, SPEC_FILE
 from tests.conftest import small_settings
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def settings(small_world_home):
     from features.store import apply_definitions, open_store
-    from fraudlab import tasks
+    from pipelines import tasks
 
     settings = small_settings(small_world_home)
     tasks.prepare_data(settings)

@@ -14,7 +14,9 @@ from pipelines.data import REQUEST_COLUMNS
 from pipelines.generate import WorldConfig, generate
 from tests.conftest import small_settings
 
-TINY = WorldConfig(n_users=400, n_merchants=60, history_days=45, future_days=2, fraud_rate=1 / 100)
+TINY = WorldConfig.with_defaults(
+    n_users=400, n_merchants=60, history_days=45, future_days=2, fraud_rate=1 / 100
+)
 MAX_AMOUNT = 50_000.0
 
 

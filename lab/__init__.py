@@ -1,0 +1,25 @@
+"""The scenario lab: the engine that breaks the stack on purpose and checks the repair.
+
+Owns: the verbs every scenario shares (``engine.Lab``: list, break, verify, hint, reveal,
+reset, seal, unseal), the manifest schema (``manifest``), the catalogue reader
+(``catalogue``), the encrypted state (``state``, ``crypto``), what a scenario's functions
+receive (``context.ScenarioContext``) and return (``context.Check``), git helpers for
+code-review scenarios (``git``) and the ``fraudlab lab`` CLI (``cli``).
+
+Must not: contain any scenario (they live in ``broken_scenarios/<NN>-<slug>/``), or print
+anything a candidate could read that names one.
+
+A scenario is written against three names only::
+
+    from lab import Check, ScenarioContext
+
+    def inject(ctx: ScenarioContext) -> None: ...
+    def verify(ctx: ScenarioContext) -> list[Check]: ...
+    def reset(ctx: ScenarioContext) -> None: ...
+
+See ``broken_scenarios/AUTHORING.md`` for the whole contract.
+"""
+
+from lab.context import Check, CommandFailed, ScenarioContext
+
+__all__ = ["Check", "CommandFailed", "ScenarioContext"]
