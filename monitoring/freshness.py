@@ -12,7 +12,8 @@ Two kinds of view, two sources of truth, both independent of the store behind Fe
 - **Batch views** are materialised up to each simulated midnight (the traffic simulator, the
   materialise DAG). Their age is the clock minus the end of their latest materialisation
   interval in the registry. ``user_profile`` is materialised a day ahead (facts created with
-  the account, ``features.store.CREATED_WITH_ENTITY``), so its healthy age is negative.
+  the account, ``features.store.CREATED_WITH_ENTITY``): its healthy age is negative, and
+  people read it as "ahead of the clock by …" (``age_text``), never as a negative age.
 - **The push view** (``user_velocity``) is written by serving after each scored transaction.
   Its freshness is read back: for the users of the newest ``Settings.freshness_push_sample``
   production requests logged more than ``PUSH_GRACE_S`` ago (pushes are batched each second),
@@ -151,6 +152,14 @@ def duration(seconds: float | None) -> str:
     if hours:
         return f"{sign}{hours}h {minutes}m" if minutes else f"{sign}{hours}h"
     return f"{sign}{minutes}m {secs}s" if minutes else f"{sign}{secs}s"
+
+
+def age_text(seconds: float | None) -> str:
+    """An age or lag as people read it: "15h 24m", or "ahead of the clock by 15h 24m" for a
+    view materialised past the clock (a negative age is not an age)."""
+    if seconds is not None and seconds < 0:
+        return f"ahead of the clock by {duration(-seconds)}"
+    return duration(seconds)
 
 
 def parse_sla(value: str | None) -> float | None:
@@ -331,7 +340,7 @@ def render_html(result: FreshnessResult) -> str:
         probed = "" if v.probed_users is None else f"{v.lagging_users} / {v.probed_users}"
         rows.append(
             f"<tr style='background:{colours[v.status]}'><td>{html.escape(v.view)}</td>"
-            f"<td>{v.kind}</td><td>{v.status}</td><td>{duration(v.age_s)}</td>"
+            f"<td>{v.kind}</td><td>{v.status}</td><td>{age_text(v.age_s)}</td>"
             f"<td>{duration(v.sla_s)}</td><td>{duration(v.ttl_s)}</td>"
             f"<td>{html.escape(v.materialized_until or '–')}</td><td>{probed}</td>"
             f"<td>{html.escape(v.detail)}</td></tr>"
@@ -375,7 +384,8 @@ def workspace_panels(result: FreshnessResult) -> list:
         workspace.line_panel(
             "Online feature age per view (simulated hours)",
             [series(f"age_hours_{view}", view) for view in batch],
-            description="clock minus the end of the view's latest materialisation",
+            description="clock minus the end of the view's latest materialisation; below zero:"
+            " materialised ahead of the clock (user_profile is loaded a day ahead)",
         ),
         workspace.line_panel(
             "Velocity pushes: recently scored users whose state is not online",

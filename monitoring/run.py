@@ -20,7 +20,7 @@ from rich.table import Table
 from foundation.settings import Settings
 from monitoring import sources
 from monitoring.drift import DriftResult, run_drift
-from monitoring.freshness import FreshnessResult, duration, run_freshness
+from monitoring.freshness import FreshnessResult, age_text, duration, run_freshness
 from monitoring.latency import LatencyResult, Percentiles, run_latency
 from monitoring.performance import PerformanceResult, run_performance
 from monitoring.quality import QualityResult, run_quality
@@ -152,7 +152,7 @@ def print_freshness(console: Console, result: FreshnessResult) -> None:
     for v in result.views:
         detail = "" if v.status == "ok" else v.detail  # ok needs no explaining here
         table.add_row(
-            v.view, v.kind, duration(v.age_s), duration(v.sla_s), _status(v.status), detail
+            v.view, v.kind, age_text(v.age_s), duration(v.sla_s), _status(v.status), detail
         )
     console.print(table)
 

@@ -155,3 +155,25 @@ def test_every_view_serving_reads_declares_a_freshness_sla_and_a_kind() -> None:
 )
 def test_durations_read_like_a_person_writes_them(seconds, text) -> None:
     assert freshness.duration(seconds) == text
+
+
+def test_a_view_ahead_of_the_clock_never_reads_as_a_negative_age() -> None:
+    """`make monitor` printed `user_profile | batch | -15h 24m | ok`: say what is true."""
+    from rich.console import Console
+
+    from monitoring.run import print_freshness
+
+    profile = ViewState(
+        "user_profile", "batch", 3650 * DAY, 2 * HOUR, MIDNIGHT + pd.Timedelta(days=1)
+    )
+    result = judge([profile, daily(MIDNIGHT)], MIDNIGHT + pd.Timedelta(hours=8, minutes=36))
+    result.seconds = 0.1
+    console = Console(record=True, width=200)
+    print_freshness(console, result)
+    printed = console.export_text()
+    page = freshness.render_html(result)
+    for text in (printed, page):
+        assert "ahead of the clock by 15h 24m" in text
+        assert "-15h" not in text and "8h 36m" in text
+    assert freshness.age_text(-19 * HOUR) == "ahead of the clock by 19h"
+    assert freshness.age_text(3 * HOUR) == "3h" and freshness.age_text(None) == "–"
