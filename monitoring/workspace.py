@@ -2,9 +2,13 @@
 
 Owns: the local workspace (``<home>/monitoring/workspace``, served by ``evidently ui``), its one
 project ("fraudlab"), how a monitor's snapshot is stored there (tagged with the monitor's name,
-with the count of its checks per verdict added), and the project's dashboard: one tab per
-monitor, panels kept as code (created once, reset to their definition when it changes, never
-duplicated by another run).
+with the count of its checks per verdict added), and the project's dashboard, kept as code
+(panels created once, reset to their definition when it changes, never duplicated by another
+run). The dashboard leads with one status-over-time panel per monitor (the "status" tab: how
+many of its checks were ok / warn / alert, per run), then each monitor's details (a tab per
+monitor), monitors in ``MONITORS`` order. Evidently 0.7's UI draws every panel of the dashboard
+on one page, in the order of ``DashboardModel.panels``, and shows no tabs: that order is the
+page, so it is kept as the tabs', flattened (``_laid_out``).
 Must not: judge anything (the monitors do) or decide what a monitor reports.
 
 Adding your monitor's runs (performance, freshness, latency, ...)
@@ -29,14 +33,15 @@ Build an Evidently ``Snapshot`` the way your monitor judges (``Report([...]).run
         ],
     )
 
-``checks`` (optional) gives your tab a "latest run" counter and a per-run bar chart of how many
-checks were ok / warn / alert, computed by Evidently from your verdicts and stored in the same
-snapshot. ``panels`` are your own charts: each series names an Evidently metric type (the class
-name, e.g. ``ValueDrift``) and the metric's parameters to match (``column="amount_log"``);
-``legend`` may use ``{{parameter}}``. A series without ``tags`` only matches your monitor's
-snapshots. Panels are matched by title within your tab: pass the same list on every run;
-change one by changing its definition; a title no longer passed stays on the dashboard (delete
-it in the UI). The UI picks up new runs and dashboard changes without a restart.
+``checks`` (optional) gives your monitor a per-run bar chart of how many checks were ok / warn /
+alert (its status panel, at the top of the dashboard) and a "latest run" counter, computed by
+Evidently from your verdicts and stored in the same snapshot; a new monitor's name goes into
+``MONITORS``, which decides the dashboard's order. ``panels`` are your own charts: each series
+names an Evidently metric type (the class name, e.g. ``ValueDrift``) and the metric's
+parameters to match (``column="amount_log"``); ``legend`` may use ``{{parameter}}``. A series
+without ``tags`` only matches your monitor's snapshots. Panels are matched by title within your
+tab: pass the same list on every run; change one by changing its definition; a title no longer
+passed stays on the dashboard (delete it in the UI). The UI picks up new runs and dashboard changes without a restart.
 """
 
 from __future__ import annotations
@@ -55,7 +60,12 @@ from monitoring import sources
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
     from evidently.core.serialization import SnapshotModel
-    from evidently.sdk.models import DashboardPanelPlot, PanelMetric
+    from evidently.sdk.models import (
+        DashboardModel,
+        DashboardPanelPlot,
+        DashboardTabModel,
+        PanelMetric,
+    )
     from evidently.ui.service.type_aliases import ProjectID
     from evidently.ui.storage.local.base import LocalState
 
@@ -65,6 +75,10 @@ PROJECT_DESCRIPTION = (
     "tab per monitor"
 )
 VERDICTS = ("alert", "warn", "ok")
+# The dashboard's order, top to bottom: the monitors `fraudlab monitor` runs, drift first
+# (the one that triggers a retrain); a monitor not named here comes after them.
+MONITORS = ("drift", "skew", "performance", "freshness", "latency", "quality")
+STATUS_TAB = "status"
 STATUS_COLUMN = "status"
 LOCK_FILE = "workspace.lock"
 
@@ -160,14 +174,23 @@ def _verdict_series(verdicts: Sequence[str]) -> list[PanelMetric]:
     ]
 
 
+def status_panel(monitor: str, noun: str) -> DashboardPanelPlot:
+    """A monitor's status over time: how many of its checks were at each verdict, per run."""
+    return bar_panel(
+        f"{monitor}: {noun} by verdict, per run",
+        _verdict_series(VERDICTS),
+        description=f"one bar per {monitor} run: its {noun} at alert, warn and ok",
+    )
+
+
 def check_panels(monitor: str, noun: str) -> list[DashboardPanelPlot]:
-    """How many of a monitor's checks were at warn / alert in the latest run, and per run."""
+    """The monitor's status panel (first), then how many checks are at warn / alert now."""
     return [
+        status_panel(monitor, noun),
         counter_panel(
             f"{monitor}: {noun} at alert / warn (latest run)",
             _verdict_series(("alert", "warn")),
         ),
-        bar_panel(f"{monitor}: {noun} by verdict, per run", _verdict_series(VERDICTS)),
     ]
 
 
@@ -246,39 +269,75 @@ def prune(directory: Path, project: ProjectID, keep: int) -> int:
     return len(old)
 
 
-def sync_panels(
-    store: LocalState, project: ProjectID, tab: str, panels: Sequence[DashboardPanelPlot]
-) -> bool:
-    """Make ``tab`` hold ``panels`` (matched by title); True when the dashboard changed.
-
-    A missing panel is appended, a panel whose definition changed is replaced in place (same
-    id, same position); panels of other tabs, and titles not passed, are left alone.
-    """
+def _tab(dashboard: DashboardModel, title: str) -> DashboardTabModel:
+    """The tab called ``title``, added at the end when missing."""
     with _quiet_import():
         from evidently.sdk.models import DashboardTabModel
 
+    found = next((t for t in dashboard.tabs if t.title == title), None)
+    if found is None:
+        found = DashboardTabModel(title=title, panels=[])
+        dashboard.tabs.append(found)
+    return found
+
+
+def _rank(title: str | None) -> int:
+    order = (STATUS_TAB, *MONITORS)
+    return order.index(title) if title in order else len(order)
+
+
+def _laid_out(dashboard: DashboardModel) -> DashboardModel:
+    """The dashboard with its tabs in ``MONITORS`` order after the status tab, the status tab's
+    panels in the order of their monitors' tabs, and ``panels`` in that order, flattened (the
+    order the UI draws them in). A panel in no tab keeps its place after the rest."""
+    tabs = sorted(dashboard.tabs, key=lambda t: _rank(t.title))  # stable: unknown in order
+    owner = {pid: i for i, t in enumerate(tabs) if t.title != STATUS_TAB for pid in t.panels}
+    for tab in tabs:
+        if tab.title == STATUS_TAB:
+            tab.panels.sort(key=lambda pid: owner.get(pid, len(tabs)))
+    by_id = {p.id: p for p in dashboard.panels}
+    order = list(dict.fromkeys(pid for t in tabs for pid in t.panels if pid in by_id))
+    order += [p.id for p in dashboard.panels if p.id not in set(order)]
+    return dashboard.copy(update={"tabs": tabs, "panels": [by_id[pid] for pid in order]})
+
+
+def sync_panels(
+    store: LocalState,
+    project: ProjectID,
+    tab: str,
+    panels: Sequence[DashboardPanelPlot],
+    status: str | None = None,
+) -> bool:
+    """Make ``tab`` hold ``panels`` (matched by title), the one titled ``status`` also in the
+    status tab, and lay the dashboard out (``_laid_out``); True when the dashboard changed.
+
+    A missing panel is added, a panel whose definition changed is replaced in place (same id);
+    panels of other tabs, and titles not passed, are left alone.
+    """
     dashboard = store.read_dashboard(project)
-    target = next((t for t in dashboard.tabs if t.title == tab), None)
-    if target is None:
-        target = DashboardTabModel(title=tab, panels=[])
-        dashboard.tabs.append(target)
+    before = dashboard.dict()
+    target = _tab(dashboard, tab)
     index = {p.id: i for i, p in enumerate(dashboard.panels)}
     existing = {
         dashboard.panels[index[pid]].title: index[pid] for pid in target.panels if pid in index
     }
-    changed = False
     for panel in panels:
         position = existing.get(panel.title)
         if position is None:
             dashboard.panels.append(panel)
             target.panels.append(panel.id)
             existing[panel.title] = len(dashboard.panels) - 1
-            changed = True
             continue
         current = dashboard.panels[position]
         if current.dict(exclude={"id"}) != panel.dict(exclude={"id"}):
             dashboard.panels[position] = panel.copy(update={"id": current.id})
-            changed = True
+    if status is not None and status in existing:
+        lead = _tab(dashboard, STATUS_TAB)
+        pid = dashboard.panels[existing[status]].id
+        if pid not in lead.panels:
+            lead.panels.append(pid)
+    dashboard = _laid_out(dashboard)
+    changed = dashboard.dict() != before
     if changed:
         store.write_dashboard(project, dashboard)
     return changed
@@ -355,13 +414,14 @@ def add_snapshot(
     model = stored_model(snapshot, monitor=monitor, name=name, checks=checks, metadata=metadata)
     wanted = [*(check_panels(monitor, check_noun) if checks else []), *panels]
     wanted = [_restricted(panel, monitor) for panel in wanted]
+    status = status_panel(monitor, check_noun).title if checks else None
     run_id = new_id()
     directory = sources.workspace_dir(settings)
     with _locked(settings):
         store = _store(directory)
         project = project_id(store, directory)
         store.write_snapshot(project, run_id, model)
-        sync_panels(store, project, monitor, wanted)
+        sync_panels(store, project, monitor, wanted, status)
         prune(directory, project, settings.workspace_keep_runs)
     return str(run_id)
 

@@ -76,10 +76,12 @@ def test_a_run_stored_while_the_ui_runs_is_served_with_its_dashboard(stack) -> N
     panels = {p["id"]: p for p in dashboard["panels"]}
     titles = [panels[pid]["title"] for pid in tab["panels"]]
     assert titles == [
-        f"{MONITOR}: checks at alert / warn (latest run)",
         f"{MONITOR}: checks by verdict, per run",
+        f"{MONITOR}: checks at alert / warn (latest run)",
         PANEL,
     ]
+    [status] = [t for t in dashboard["tabs"] if t["title"] == workspace.STATUS_TAB]
+    assert tab["panels"][0] in status["panels"]  # its status leads the dashboard
     for pid in tab["panels"]:
         panel = panels[pid]
         filters = [

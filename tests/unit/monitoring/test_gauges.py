@@ -46,7 +46,7 @@ def test_the_panels_chart_each_runs_numbers_in_order(tmp_path) -> None:
     assert verdicts == {"['ok']": [1.0, 0.0], "['warn']": [0.0, 0.0], "['alert']": [0.0, 1.0]}
     [project] = store_of(settings).list_projects()
     tabs = [t.title for t in store_of(settings).read_dashboard(project).tabs]
-    assert tabs == ["latency"]
+    assert tabs == ["status", "latency"]
 
 
 def test_only_finite_numbers_are_recorded() -> None:

@@ -99,15 +99,16 @@ def test_two_runs_share_one_project_and_one_set_of_panels(tmp_path, snapshots) -
     assert stored.tags == ["drift"]
     assert stored.metadata == {"monitor": "drift", "model_version": "7"}
     dashboard = store.read_dashboard(project)
-    assert [tab.title for tab in dashboard.tabs] == ["drift"]
+    assert [tab.title for tab in dashboard.tabs] == ["status", "drift"]
     titles = [p.title for p in dashboard.panels]
     assert titles == [
-        "drift: columns at alert / warn (latest run)",
         "drift: columns by verdict, per run",
+        "drift: columns at alert / warn (latest run)",
         "PSI of the score",
         "PSI per model input",
     ]
-    assert dashboard.tabs[0].panels == [p.id for p in dashboard.panels]
+    assert dashboard.tabs[0].panels == [dashboard.panels[0].id]
+    assert dashboard.tabs[1].panels == [p.id for p in dashboard.panels]
     # the caller's snapshot is left as it was: no tag, no check counts
     assert calm.to_snapshot_model().tags == []
     assert len(calm.dict()["metrics"]) == len(COLUMNS)
@@ -166,7 +167,7 @@ def test_a_changed_panel_is_replaced_in_place_and_other_tabs_are_kept(tmp_path, 
     )
 
     after = store.read_dashboard(project)
-    assert [t.title for t in after.tabs] == ["drift", "freshness"]
+    assert [t.title for t in after.tabs] == ["status", "drift", "freshness"]
     assert len(after.panels) == len(before.panels)
     replaced = next(p for p in after.panels if p.title == "PSI per model input")
     assert replaced.id == inputs_id
@@ -200,3 +201,67 @@ def test_the_workspace_keeps_only_the_newest_runs(tmp_path, snapshots) -> None:
     (project,) = [p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")]
     kept = sorted(p.stem for p in (project / "snapshots").glob("*.json"))
     assert kept == sorted(ids[-3:])
+
+
+def test_the_dashboard_leads_with_each_monitors_status_then_the_details(
+    tmp_path, snapshots
+) -> None:
+    """The UI draws the panels on one page in stored order (no tabs): skew ran first and drift
+    was 3,000 px down. Each monitor's status over time comes first, in `MONITORS` order, then
+    each monitor's details in the same order, whichever monitor ran first."""
+    settings = Settings(_env_file=None, home=tmp_path)
+    calm, _ = snapshots
+
+    def run(monitor: str, noun: str, detail: str) -> None:
+        workspace.add_snapshot(
+            settings,
+            calm,
+            monitor=monitor,
+            name=f"{monitor} 1",
+            checks={"x": "ok", "y": "warn"},
+            check_noun=noun,
+            panels=[workspace.line_panel(detail, [workspace.series("MeanValue", column="x")])],
+        )
+
+    run("skew", "features", "skew detail")
+    run("freshness", "feature views", "freshness detail")
+    add(settings, calm, dict.fromkeys(COLUMNS, "ok"), "1")
+    run("skew", "features", "skew detail")  # a second run moves nothing
+    run("ui-check", "checks", "ui-check detail")  # a monitor not in MONITORS comes last
+
+    store = store_of(settings)
+    [project] = store.list_projects()
+    dashboard = store.read_dashboard(project)
+    assert [p.title for p in dashboard.panels] == [
+        "drift: columns by verdict, per run",
+        "skew: features by verdict, per run",
+        "freshness: feature views by verdict, per run",
+        "ui-check: checks by verdict, per run",
+        "drift: columns at alert / warn (latest run)",
+        "PSI of the score",
+        "PSI per model input",
+        "skew: features at alert / warn (latest run)",
+        "skew detail",
+        "freshness: feature views at alert / warn (latest run)",
+        "freshness detail",
+        "ui-check: checks at alert / warn (latest run)",
+        "ui-check detail",
+    ]
+    assert [t.title for t in dashboard.tabs] == [
+        "status",
+        "drift",
+        "skew",
+        "freshness",
+        "ui-check",
+    ]
+    assert len(dashboard.tabs[0].panels) == 4
+    # every stored panel is drawn once and belongs to its monitor's tab
+    assert len({p.id for p in dashboard.panels}) == len(dashboard.panels)
+    monitor_tabs = [pid for t in dashboard.tabs[1:] for pid in t.panels]
+    assert sorted(map(str, monitor_tabs)) == sorted(str(p.id) for p in dashboard.panels)
+
+
+def test_the_dashboard_order_names_every_monitor_the_cli_runs() -> None:
+    from monitoring.run import Monitor
+
+    assert list(workspace.MONITORS) == [m.value for m in Monitor if m is not Monitor.all]
