@@ -25,20 +25,20 @@ MAX_AMOUNT = get_settings().max_amount
 class Transaction(BaseModel):
     """One card-not-present transaction to score."""
 
+    # OpenAPI 3.0's singular "example", not JSON Schema's "examples": BentoML 1.4 builds its
+    # OpenAPI page from this schema and refuses keys OpenAPI 3.0 lacks (/docs.json answered 500).
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {
-                    "transaction_id": "t-123",
-                    "user_id": 42,
-                    "merchant_id": 7,
-                    "device_id": 1001,
-                    "amount": 25.5,
-                    "channel": "web",
-                    "ip_region": "EU",
-                    "timestamp": "2026-02-10T12:00:00Z",
-                }
-            ]
+            "example": {
+                "transaction_id": "t-123",
+                "user_id": 42,
+                "merchant_id": 7,
+                "device_id": 1001,
+                "amount": 25.5,
+                "channel": "web",
+                "ip_region": "EU",
+                "timestamp": "2026-02-10T12:00:00Z",
+            }
         }
     )
 
