@@ -78,5 +78,5 @@ def serving_command(
     # The release's packages come first on the path: serving imports what was deployed, not
     # the working tree the project is installed from (``pythonpath``: what else it may import).
     path = os.pathsep.join(p for p in (str(release.path), pythonpath) if p) if release else ""
-    release_env = {"PYTHONPATH": path} if release else {}
+    release_env = {"PYTHONPATH": path, "FRAUDLAB_RELEASE_ID": release.id} if release else {}
     return command, release_env, release.path if release else REPO_ROOT

@@ -256,6 +256,11 @@ class Settings(BaseSettings):
 
     # --- serving behaviour ----------------------------------------------------------------
     ort_threads: int = Field(default=1, description="onnxruntime intra-op threads.")
+    release_id: str | None = Field(
+        default=None,
+        description="The serving release a serving process runs, logged with every prediction"
+        " (set by whoever starts serving on a release; unset: not known).",
+    )
     ort_inter_op_threads: int = Field(
         default=1,
         ge=1,

@@ -43,7 +43,8 @@ from monitoring import sources, workspace
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
 
-    from model.registry import ModelBundle
+    from model.record import PredictionRecord
+from model.registry import ModelBundle
 
 Status = Literal["ok", "warn", "alert", "insufficient_data"]
 Binning = Literal["reference", "pooled"]
@@ -284,7 +285,7 @@ def compute_drift(
 
 
 def window_frame(
-    records: list[dict[str, Any]],
+    records: list[PredictionRecord],
     feature_order: list[str],
     model_version: str | None = None,
     min_scores: int = 0,
@@ -299,9 +300,9 @@ def window_frame(
     frame = pd.DataFrame.from_records(
         [
             {
-                **r["model_inputs"],
-                SCORE: r["score"]
-                if model_version is None or str(r.get("model_version")) == str(model_version)
+                **r.model_inputs,
+                SCORE: r.score
+                if model_version is None or str(r.model_version) == str(model_version)
                 else None,
             }
             for r in records
@@ -313,7 +314,7 @@ def window_frame(
     return frame
 
 
-def thin(records: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+def thin(records: list[PredictionRecord], limit: int) -> list[PredictionRecord]:
     """At most ``limit`` records spread evenly over the window (every k-th, order kept)."""
     if len(records) <= limit:
         return records
@@ -322,8 +323,8 @@ def thin(records: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
 
 
 def judge_window(
-    settings: Settings, bundle: ModelBundle, window: list[dict[str, Any]]
-) -> tuple[DriftResult, list[dict[str, Any]], Snapshot | None]:
+    settings: Settings, bundle: ModelBundle, window: list[PredictionRecord]
+) -> tuple[DriftResult, list[PredictionRecord], Snapshot | None]:
     """The drift verdict on ``window`` (production records, oldest first, as
     ``sources.read_window`` returns them) against ``bundle``'s training sample, with the
     settings' thresholds, bins and minimums: the judgement of ``run_drift`` without its reports.
@@ -381,8 +382,8 @@ def run_drift(settings: Settings, run_dir: Path | None = None) -> DriftResult:
         )
     if window:
         summary["window"] = {
-            "first_event_ts": window[0]["event_ts"],
-            "last_event_ts": window[-1]["event_ts"],
+            "first_event_ts": window[0].event_ts,
+            "last_event_ts": window[-1].event_ts,
             "predictions": len(window),
             "judged": len(records),
         }

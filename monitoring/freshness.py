@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from foundation.settings import Settings
+from model.record import PredictionRecord
 from monitoring import gauges, sources
 
 if TYPE_CHECKING:
@@ -313,15 +314,15 @@ def view_states(store: FeatureStore) -> list[ViewState]:
 
 
 def probe_push(
-    store: FeatureStore, view: str, records: list[dict[str, Any]], sample: int
+    store: FeatureStore, view: str, records: list[PredictionRecord], sample: int
 ) -> PushProbe:
     """Read back the online ``last_txn_ts`` of the users of the newest pushed requests."""
     cutoff = datetime.now(UTC) - timedelta(seconds=PUSH_GRACE_S)
-    settled = [r for r in records if datetime.fromisoformat(r["logged_at"]) <= cutoff]
+    settled = [r for r in records if datetime.fromisoformat(r.logged_at) <= cutoff]
     scored_ts: dict[int, float] = {}
     for r in settled[-sample:]:
-        user = int(r["user_id"])
-        scored_ts[user] = max(scored_ts.get(user, -math.inf), float(r["event_ts"]))
+        user = int(r.user_id)
+        scored_ts[user] = max(scored_ts.get(user, -math.inf), r.event_ts)
     if not scored_ts:
         return PushProbe(0, {})
     users = list(scored_ts)

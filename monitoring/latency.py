@@ -47,6 +47,7 @@ from typing import Any, Literal
 import numpy as np
 
 from foundation.settings import Settings
+from model.record import PredictionRecord
 from monitoring import gauges, sources
 
 Status = Literal["ok", "warn", "alert", "insufficient_data"]
@@ -289,7 +290,7 @@ def histogram_percentiles(entry: dict[str, Any] | None) -> Percentiles:
 
 
 def compute_latency(
-    records: list[dict[str, Any]],
+    records: list[PredictionRecord],
     scrape: Scrape | None,
     *,
     basis: Literal["since_scrape", "since_start"] = "since_start",
@@ -313,10 +314,10 @@ def compute_latency(
     reasons: list[str] = []
     statuses: list[Status] = []
 
-    timed = [r for r in records if r.get("latency_ms") is not None]
-    values = np.array([float(r["latency_ms"]) for r in timed])
-    synthetic = np.array([bool(r.get("synthetic")) for r in timed], dtype=bool)
-    fallbacks = sum(1 for r in records if r.get("fallback"))
+    timed = [r for r in records if r.latency_ms is not None]
+    values = np.array([float(r.latency_ms) for r in timed])
+    synthetic = np.array([r.synthetic for r in timed], dtype=bool)
+    fallbacks = sum(1 for r in records if r.fallback)
     log_all = percentiles(values)
     log = LogLatency(
         all=log_all,

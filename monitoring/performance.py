@@ -56,6 +56,7 @@ import pandas as pd
 
 from foundation.settings import Settings
 from model.evaluation import classification_metrics, slice_metrics
+from model.record import PredictionRecord
 from model.slices import SLICES, slice_frame
 from monitoring import gauges, sources
 
@@ -152,25 +153,23 @@ def chargeback_delays(
     return LabelDelays(delay[delay <= horizon], horizon, len(cohort))
 
 
-def scored_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def scored_frame(records: Iterable[PredictionRecord]) -> pd.DataFrame:
     """One row per logged decision: what was scored, how, and its slice columns."""
     rows = []
     for r in records:
-        features = r.get("features") or {}
+        features = r.features or {}
         rows.append(
             {
-                "transaction_id": None
-                if r.get("transaction_id") is None
-                else str(r["transaction_id"]),
-                "event_ts": float(r["event_ts"]),
-                "score": float(r["score"]),
-                "threshold": float(r["threshold"]),
-                "amount": float(r["request"]["amount"]),
-                "model_version": str(r.get("model_version")),
-                "fallback": bool(r.get("fallback")),
+                "transaction_id": None if r.transaction_id is None else str(r.transaction_id),
+                "event_ts": r.event_ts,
+                "score": r.score,
+                "threshold": r.threshold,
+                "amount": r.amount,
+                "model_version": str(r.model_version),
+                "fallback": r.fallback,
                 "merchant_category": features.get("merchant_category"),
                 "home_region": features.get("home_region"),
-                "account_age_days": (r.get("model_inputs") or {}).get("account_age_days"),
+                "account_age_days": (r.model_inputs or {}).get("account_age_days"),
             }
         )
     columns = [
@@ -614,7 +613,7 @@ def run_performance(settings: Settings, run_dir: Path | None = None) -> Performa
     scored = scored_frame(
         r
         for r in sources.iter_log(settings.prediction_log_dir, include_fallback=True)
-        if float(r["event_ts"]) >= since
+        if r.event_ts >= since
     )
     scored = scored.iloc[::-1].reset_index(drop=True)
     # ids and event times only: the table's outcome columns are the future's answers

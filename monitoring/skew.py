@@ -37,6 +37,7 @@ from features.transforms import (
     to_matrix,
 )
 from foundation.settings import Settings
+from model.record import PredictionRecord
 from monitoring import gauges, sources
 
 Status = Literal["ok", "alert", "insufficient_data"]
@@ -167,38 +168,36 @@ def stored_names(offline: pd.DataFrame) -> list[str]:
 
 
 def served_frame(
-    records: list[dict[str, Any]], names: list[str] | tuple[str, ...] = STORED_FEATURES
+    records: list[PredictionRecord], names: list[str] | tuple[str, ...] = STORED_FEATURES
 ) -> pd.DataFrame:
     """The stored features each record was served with, indexed by request id."""
     return pd.DataFrame.from_records(
-        [r["features"] for r in records],
-        index=pd.Index([r[KEY] for r in records], name=KEY),
+        [r.features for r in records],
+        index=pd.Index([r.request_id for r in records], name=KEY),
         columns=list(names),
     )
 
 
-def entity_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def entity_frame(records: list[PredictionRecord]) -> pd.DataFrame:
     """Feast's entity frame: the same entities at the same event time, keyed by request id."""
     return pd.DataFrame(
         {
-            KEY: [r[KEY] for r in records],
-            "user_id": np.array([r["user_id"] for r in records], dtype=np.int64),
-            "merchant_id": np.array([r["merchant_id"] for r in records], dtype=np.int64),
-            "device_id": np.array([r["device_id"] for r in records], dtype=np.int64),
-            "event_timestamp": pd.to_datetime(
-                [r["event_ts"] for r in records], unit="s", utc=True
-            ),
+            KEY: [r.request_id for r in records],
+            "user_id": np.array([r.user_id for r in records], dtype=np.int64),
+            "merchant_id": np.array([r.merchant_id for r in records], dtype=np.int64),
+            "device_id": np.array([r.device_id for r in records], dtype=np.int64),
+            "event_timestamp": pd.to_datetime([r.event_ts for r in records], unit="s", utc=True),
         }
     )
 
 
-def offline_inputs(records: list[dict[str, Any]], stored: pd.DataFrame) -> pd.DataFrame:
+def offline_inputs(records: list[PredictionRecord], stored: pd.DataFrame) -> pd.DataFrame:
     """The model inputs the shared transform builds from each record's request fields and the
     ``stored`` (offline) features: what training computes. Indexed by request id."""
-    keys = [r[KEY] for r in records]
+    keys = [r.request_id for r in records]
     stored = stored.reindex(keys)
     columns: dict[str, object] = {
-        name: [r["request"].get(name) for r in records] for name in REQUEST_FIELDS
+        name: [r.request.get(name) for r in records] for name in REQUEST_FIELDS
     }
     for name in stored_names(stored):
         columns[name] = stored[name].astype(object).where(stored[name].notna(), None).to_list()
@@ -206,18 +205,18 @@ def offline_inputs(records: list[dict[str, Any]], stored: pd.DataFrame) -> pd.Da
 
 
 def model_matrix(
-    records: list[dict[str, Any]], stored: pd.DataFrame, feature_order: list[str]
+    records: list[PredictionRecord], stored: pd.DataFrame, feature_order: list[str]
 ) -> np.ndarray:
     """The model input matrix from each record's request fields and ``stored`` features."""
     inputs = offline_inputs(records, stored)
     return to_matrix({name: inputs[name].to_numpy() for name in inputs}, feature_order)
 
 
-def served_inputs(records: list[dict[str, Any]], names: list[str]) -> pd.DataFrame:
+def served_inputs(records: list[PredictionRecord], names: list[str]) -> pd.DataFrame:
     """The model inputs serving logged for each record, indexed by request id."""
     return pd.DataFrame.from_records(
-        [r.get("model_inputs") or {} for r in records],
-        index=pd.Index([r[KEY] for r in records], name=KEY),
+        [r.model_inputs or {} for r in records],
+        index=pd.Index([r.request_id for r in records], name=KEY),
         columns=names,
     )
 
@@ -234,7 +233,7 @@ def offline_features(settings: Settings, entities: pd.DataFrame, service: str) -
 
 
 def compute_skew(
-    records: list[dict[str, Any]],
+    records: list[PredictionRecord],
     offline: pd.DataFrame,
     *,
     session: Any = None,
@@ -250,24 +249,22 @@ def compute_skew(
     result = SkewResult("ok", len(records), features, model_version=model_version)
     # Inputs are compared on the requests found offline: a request the join lost is already a
     # mismatch of every stored feature, and has no offline inputs to compare.
-    found = [r for r in records if r[KEY] in offline.index]
+    found = [r for r in records if r.request_id in offline.index]
     if found:
         rebuilt = offline_inputs(found, offline)
-        names = [
-            n for n in rebuilt.columns if any(n in (r.get("model_inputs") or {}) for r in found)
-        ]
+        names = [n for n in rebuilt.columns if any(n in (r.model_inputs or {}) for r in found)]
         result.inputs = compare_features(served_inputs(found, names), rebuilt, names)
     if session is not None and feature_order is not None:
         from model.export import onnx_scores
 
-        same = [r for r in records if str(r.get("model_version")) == str(model_version)]
-        present = [r for r in same if r[KEY] in offline.index]
+        same = [r for r in records if str(r.model_version) == str(model_version)]
+        present = [r for r in same if r.request_id in offline.index]
         scores = (
             np.ravel(onnx_scores(session, model_matrix(present, offline, feature_order)))
             if present
             else np.array([])
         )
-        result.score = compare_scores(np.array([r["score"] for r in present]), scores)
+        result.score = compare_scores(np.array([r.score for r in present]), scores)
     if (
         result.mismatches
         or result.input_mismatches

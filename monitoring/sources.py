@@ -16,10 +16,10 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from foundation.settings import Settings
 from model import registry
+from model.record import PredictionRecord
 
 log = logging.getLogger("fraudlab.monitoring")
 
@@ -47,19 +47,20 @@ def _reverse_lines(path: Path) -> Iterator[bytes]:
 
 def _newest_first(
     log_dir: Path, *, include_fallback: bool, include_synthetic: bool
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[PredictionRecord]:
     """Production records of the log, newest first (see ``read_recent`` for what is left out)."""
     for path in sorted(log_dir.glob("predictions-*.jsonl"), reverse=True):
         for line in _reverse_lines(path):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                data = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if not include_fallback and record.get("fallback"):
+            record = PredictionRecord.from_json(data, where=f"a record of {path}")
+            if not include_fallback and record.fallback:
                 continue
-            if not include_synthetic and record.get("synthetic"):
+            if not include_synthetic and record.synthetic:
                 continue
             yield record
 
@@ -70,7 +71,7 @@ def read_recent(
     *,
     include_fallback: bool = False,
     include_synthetic: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[PredictionRecord]:
     """The newest ``limit`` prediction records, oldest first; fallback and synthetic left out.
 
     A fallback score was made without the stored features, so it says nothing about their
@@ -78,7 +79,7 @@ def read_recent(
     of order and at rates no customer produces: they are not production traffic. A line cut
     short by a writer mid-flush is skipped.
     """
-    records: list[dict[str, Any]] = []
+    records: list[PredictionRecord] = []
     for record in _newest_first(
         log_dir, include_fallback=include_fallback, include_synthetic=include_synthetic
     ):
@@ -90,7 +91,7 @@ def read_recent(
 
 def read_window(
     log_dir: Path, hours: float, *, max_records: int = 200_000
-) -> list[dict[str, Any]]:
+) -> list[PredictionRecord]:
     """Production records whose event time lies within ``hours`` of the newest, oldest first.
 
     The log is written in roughly event order; concurrent clients interleave it by up to minutes
@@ -98,25 +99,23 @@ def read_window(
     window's start, and keeps those inside it. ``max_records`` bounds the memory a window can
     take. Fallback and synthetic records are left out, as in ``read_recent``.
     """
-    records: list[dict[str, Any]] = []
+    records: list[PredictionRecord] = []
     newest = -math.inf
     for record in _newest_first(log_dir, include_fallback=False, include_synthetic=False):
-        event_ts = float(record["event_ts"])
+        event_ts = record.event_ts
         newest = max(newest, event_ts)
         if event_ts < newest - hours * 3600.0 - OUT_OF_ORDER_S or len(records) >= max_records:
             break
         records.append(record)
     cutoff = newest - hours * 3600.0
-    return sorted(
-        (r for r in records if float(r["event_ts"]) >= cutoff), key=lambda r: float(r["event_ts"])
-    )
+    return sorted((r for r in records if r.event_ts >= cutoff), key=lambda r: r.event_ts)
 
 
-def span_hours(records: list[dict[str, Any]]) -> float:
+def span_hours(records: list[PredictionRecord]) -> float:
     """Event time covered by ``records`` (oldest first), in hours."""
     if len(records) < 2:
         return 0.0
-    return (float(records[-1]["event_ts"]) - float(records[0]["event_ts"])) / 3600.0
+    return (records[-1].event_ts - records[0].event_ts) / 3600.0
 
 
 LOGGED_ORDER_SLACK_S = 5.0
@@ -128,7 +127,7 @@ def iter_log(
     logged_since: datetime | None = None,
     include_fallback: bool = False,
     include_synthetic: bool = False,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[PredictionRecord]:
     """Records logged (wall clock, ``logged_at``) at or after ``logged_since``, newest first;
     the whole log when it is None.
 
@@ -143,7 +142,7 @@ def iter_log(
         log_dir, include_fallback=include_fallback, include_synthetic=include_synthetic
     ):
         if logged_since is not None:
-            logged = datetime.fromisoformat(record["logged_at"]).timestamp()
+            logged = record.logged_ts
             if logged < stop:
                 return
             if logged < logged_since.timestamp():
@@ -157,7 +156,7 @@ def read_log(
     logged_since: datetime | None = None,
     include_fallback: bool = False,
     include_synthetic: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[PredictionRecord]:
     """``iter_log``'s records, oldest first, as a list."""
     records = list(
         iter_log(

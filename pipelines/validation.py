@@ -23,6 +23,8 @@ import pandas as pd
 
 from features.transforms import CHANNELS, MERCHANT_CATEGORIES, REGIONS, STORED_FEATURES
 from foundation.settings import Settings
+from model.record import COLUMNS as RECORD_COLUMNS
+from model.record import PredictionRecord
 from pipelines.data import REQUEST_COLUMNS, read_raw
 
 # A fraud rate outside this band is not a fraud problem but a labelling one (no chargebacks
@@ -297,19 +299,8 @@ def _training_checks(gxe: Any, max_amount: float) -> list[_Check]:
 
 
 def _logged_request_checks(gxe: Any, max_amount: float) -> list[_Check]:
-    columns = (
-        "transaction_id",
-        "user_id",
-        "merchant_id",
-        "device_id",
-        "event_ts",
-        "amount",
-        "channel",
-        "ip_region",
-        "score",
-        "decision",
-        "model_version",
-    )
+    # every column of the flattened log (``LOG_COLUMNS``, derived from the record's schema)
+    columns = LOG_COLUMNS
     checks = _columns_exist(gxe, columns, SERVING)
     checks.append(
         _Check(
@@ -380,56 +371,32 @@ def validate_training_set(frame: pd.DataFrame, max_amount: float) -> ValidationR
     return _run("training set", frame, _training_checks(gxe, max_amount))
 
 
-def flatten_prediction_log(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Prediction-log records (see ``serving.prediction_log``) as one row per request."""
-    rows = []
-    for record in records:
-        request = record.get("request") or {}
-        rows.append(
-            {
-                "request_id": record.get("request_id"),
-                "transaction_id": record.get("transaction_id"),
-                "user_id": record.get("user_id"),
-                "merchant_id": record.get("merchant_id"),
-                "device_id": record.get("device_id"),
-                "event_ts": record.get("event_ts", request.get("event_ts")),
-                "amount": request.get("amount"),
-                "channel": request.get("channel"),
-                "ip_region": request.get("ip_region"),
-                "score": record.get("score"),
-                "decision": record.get("decision"),
-                "threshold": record.get("threshold"),
-                "model_version": record.get("model_version"),
-                "fallback": record.get("fallback"),
-            }
-        )
-    frame = pd.DataFrame(rows, columns=list(_LOG_COLUMNS))
+# The flattened log: every scalar field of the typed record, then the request fields the
+# request-quality suite checks. Derived from the schema, so a field added there arrives here.
+_NESTED_FIELDS = ("request", "features", "model_inputs")
+_REQUEST_FIELDS = ("amount", "channel", "ip_region")
+_RECORD_FIELDS = tuple(name for name in RECORD_COLUMNS if name not in _NESTED_FIELDS)
+LOG_COLUMNS = (*_RECORD_FIELDS, *_REQUEST_FIELDS)
+
+
+def flatten_prediction_log(records: Iterable[PredictionRecord]) -> pd.DataFrame:
+    """Prediction-log records (``model.record``) as one row per request."""
+    rows = [
+        {
+            **{name: getattr(record, name) for name in _RECORD_FIELDS},
+            **{name: record.request.get(name) for name in _REQUEST_FIELDS},
+        }
+        for record in records
+    ]
+    frame = pd.DataFrame(rows, columns=list(LOG_COLUMNS))
     # JSON nulls make object columns; numbers must be numbers for range checks to apply.
     for column in ("amount", "score", "threshold", "event_ts"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
 
 
-_LOG_COLUMNS = (
-    "request_id",
-    "transaction_id",
-    "user_id",
-    "merchant_id",
-    "device_id",
-    "event_ts",
-    "amount",
-    "channel",
-    "ip_region",
-    "score",
-    "decision",
-    "threshold",
-    "model_version",
-    "fallback",
-)
-
-
 def validate_logged_requests(
-    records: Iterable[Mapping[str, Any]] | pd.DataFrame, max_amount: float
+    records: Iterable[PredictionRecord] | pd.DataFrame, max_amount: float
 ) -> ValidationResult:
     """Scored requests from the prediction log (records, or a frame already flattened)."""
     frame = records if isinstance(records, pd.DataFrame) else flatten_prediction_log(records)

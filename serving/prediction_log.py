@@ -19,11 +19,8 @@ path when a transaction is submitted (``features.transforms.velocity_update``, ~
 in memory until it has surely reached the store; ``fresh_velocity`` lays it over what the store
 returned for the next request of the same user. Read-your-writes, with one update function.
 
-A record: request_id, transaction_id, logged_at, event_ts, user_id, merchant_id, device_id,
-request (the request fields), features (stored features as served, None when missing),
-model_inputs, score, decision, threshold, model_version, fallback, fallback_reason, synthetic
-(load tests and probes: the monitors leave these out) and latency_ms (time spent in the scorer:
-feature lookup, transform, inference).
+A line is one ``model.record.PredictionRecord`` as JSON (its schema, version and columns live
+there, shared with every reader).
 """
 
 from __future__ import annotations
@@ -44,6 +41,7 @@ import numpy as np
 
 from features.transforms import velocity_available_at, velocity_update
 from foundation.settings import Settings
+from model.record import PredictionRecord
 from serving.metrics import serving_metrics
 from serving.model import RateLimitedWarning
 
@@ -98,7 +96,7 @@ class PredictionSink:
         self.directory.mkdir(parents=True, exist_ok=True)
         # A deque, not a Queue: appending never wakes this thread, so a request costs no GIL
         # hand-over; the thread wakes on its own every FLUSH_INTERVAL_S and takes everything.
-        self._queue: deque[tuple[dict[str, Any], VelocityPush | None]] = deque()
+        self._queue: deque[tuple[PredictionRecord, Any]] = deque()
         self._stop = threading.Event()
         self._file: IO[str] | None = None
         self._day: str | None = None
@@ -114,7 +112,7 @@ class PredictionSink:
         self._thread.start()
 
     # --- request path -----------------------------------------------------------------
-    def submit(self, record: dict[str, Any], push: VelocityPush | None) -> None:
+    def submit(self, record: PredictionRecord, push: VelocityPush | None) -> None:
         """Hand over a scored request; never blocks. Updates the user's velocity state now."""
         state = self._advance(push) if push is not None else None
         self._queue.append((record, state))
@@ -186,7 +184,7 @@ class PredictionSink:
                 log.exception("prediction sink failed on a batch; continuing")
         self._close_file()
 
-    def _write(self, records: list[dict[str, Any]]) -> None:
+    def _write(self, records: list[PredictionRecord]) -> None:
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         if day != self._day:
             self._close_file()
@@ -198,13 +196,15 @@ class PredictionSink:
         for record in records:
             try:
                 lines.append(
-                    json.dumps(_json_safe(record), default=_json_default, allow_nan=False)
+                    json.dumps(
+                        _json_safe(record.to_json()), default=_json_default, allow_nan=False
+                    )
                 )
             except (TypeError, ValueError) as exc:
                 self._metrics.log_records.labels(outcome="error").inc()
                 log.error(
                     "dropped an unserialisable prediction record %s: %s",
-                    record.get("request_id"),
+                    record.request_id,
                     exc,
                 )
         if lines:

@@ -20,6 +20,7 @@ from typing import Any
 from features.transforms import build_model_inputs, to_matrix
 from foundation.settings import Settings
 from model.decision import DECISIONS, Decision, decide
+from model.record import PredictionRecord
 from serving.metrics import serving_metrics
 from serving.model import Champion, ServedModel, load_champion, thread_settings
 from serving.online_features import OnlineFeatures
@@ -57,6 +58,7 @@ class Scorer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.release = settings.release_id  # logged with every record: which code scored it
         self.metrics = serving_metrics()
         # Labelled children resolved once: .labels() takes a lock and a dict lookup per call.
         self._decided = {d: self.metrics.requests.labels(decision=d) for d in DECISIONS}
@@ -146,25 +148,28 @@ class Scorer:
         self._decided[decision].inc()
         self.metrics.scores.observe(score)
         request_id = uuid.uuid4().hex
-        record = {
-            "request_id": request_id,
-            "transaction_id": txn.transaction_id,
-            "logged_at": datetime.now(UTC).isoformat(),
-            "event_ts": event_ts,
-            **entity,
-            "request": {**request, "timestamp": when.isoformat()},
-            "features": served,
-            "model_inputs": {name: float(values[0]) for name, values in inputs.items()},
-            "score": score,
-            "decision": decision,
-            "threshold": model.threshold,
-            "model_version": model.version,
-            "fallback": stored is None,
-            "fallback_reason": lookup.fallback_reason,
-            "synthetic": txn.synthetic,
+        record = PredictionRecord(
+            request_id=request_id,
+            transaction_id=txn.transaction_id,
+            logged_at=datetime.now(UTC).isoformat(),
+            event_ts=event_ts,
+            user_id=txn.user_id,
+            merchant_id=txn.merchant_id,
+            device_id=txn.device_id,
+            request={**request, "timestamp": when.isoformat()},
+            features=served,
+            model_inputs={name: float(values[0]) for name, values in inputs.items()},
+            score=score,
+            decision=decision,
+            threshold=model.threshold,
+            model_version=model.version,
+            fallback=stored is None,
+            fallback_reason=lookup.fallback_reason,
+            synthetic=txn.synthetic,
             # lookup + transform + inference, as this process saw it (HTTP parsing excluded)
-            "latency_ms": (time.perf_counter() - received) * 1000.0,
-        }
+            latency_ms=(time.perf_counter() - received) * 1000.0,
+            release=self.release,
+        )
         push = None
         # A fallback never saw the velocity state, and synthetic traffic (load tests, probes)
         # must not change a real card holder's: nothing to update in either case.

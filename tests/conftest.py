@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from foundation.settings import Settings
+from model.record import PredictionRecord
 
 # Small enough to build in seconds, large enough for a model to learn the patterns.
 SMALL_WORLD = {
@@ -16,6 +17,33 @@ SMALL_WORLD = {
     "future_days": 5,
     "fraud_rate": 1 / 100,
 }
+
+
+def prediction_record(**fields) -> PredictionRecord:
+    """A prediction-log record for tests: ``fields`` as given, every other field a plain
+    default (an approved, non-fallback production request scored by version 1)."""
+    defaults = {
+        "request_id": "r0",
+        "transaction_id": "t0",
+        "logged_at": "2026-03-01T00:00:00+00:00",
+        "event_ts": 1_772_323_200.0,
+        "user_id": 1,
+        "merchant_id": 1,
+        "device_id": 1,
+        "request": {"amount": 10.0, "channel": "web", "ip_region": "EU"},
+        "features": {},
+        "model_inputs": {},
+        "score": 0.01,
+        "decision": "approve",
+        "threshold": 0.5,
+        "model_version": "1",
+        "fallback": False,
+        "fallback_reason": None,
+        "synthetic": False,
+        "latency_ms": None,
+        "release": None,
+    }
+    return PredictionRecord(**{**defaults, **fields})
 
 
 def free_port() -> int:

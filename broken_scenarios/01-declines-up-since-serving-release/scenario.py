@@ -227,26 +227,26 @@ def compare(
     inputs_differ, scores_differ = [], []
     for record in records:
         columns: dict[str, list[Any]] = {
-            name: [record["request"].get(name)] for name in REQUEST_FIELDS
+            name: [record.request.get(name)] for name in REQUEST_FIELDS
         }
-        columns.update({name: [value] for name, value in (record.get("features") or {}).items()})
+        columns.update({name: [value] for name, value in (record.features or {}).items()})
         rebuilt = build_model_inputs(columns)
-        bundle, session = _bundle(ctx, str(record["model_version"]), cache)
-        logged = record.get("model_inputs") or {}
+        bundle, session = _bundle(ctx, str(record.model_version), cache)
+        logged = record.model_inputs or {}
         wrong = [
             f"{name} {logged.get(name)!r} vs {float(rebuilt[name][0])!r}"
             for name in bundle.feature_order
             if name not in logged or values_differ(logged[name], float(rebuilt[name][0]))[0]
         ]
         if wrong:
-            inputs_differ.append(f"{record['request_id']}: {'; '.join(wrong[:4])}")
+            inputs_differ.append(f"{record.request_id}: {'; '.join(wrong[:4])}")
         x = to_matrix(rebuilt, bundle.feature_order)
         graph = session.run([bundle.spec["onnx_output"]], {bundle.spec["onnx_input"]: x})
         expected = float(np.ravel(graph[0])[0])
-        if abs(expected - float(record["score"])) > SCORE_TOL:
+        if abs(expected - record.score) > SCORE_TOL:
             scores_differ.append(
-                f"{record['request_id']}: served {record['score']:.5f},"
-                f" model v{record['model_version']} on the transform's inputs {expected:.5f}"
+                f"{record.request_id}: served {record.score:.5f},"
+                f" model v{record.model_version} on the transform's inputs {expected:.5f}"
             )
     return inputs_differ, scores_differ
 
@@ -277,8 +277,8 @@ def _probe(ctx: ScenarioContext) -> list[dict[str, Any]]:
             include_fallback=True,
             include_synthetic=True,
         ):
-            if record.get("request_id") in ids:
-                found[record["request_id"]] = record
+            if record.request_id in ids:
+                found[record.request_id] = record
     return list(found.values())
 
 

@@ -205,9 +205,9 @@ def symptom(ctx: ScenarioContext) -> list[Check]:
 
     version = ctx.private["version"]
     decisions = [
-        r["decision"]
+        r.decision
         for r in iter_log(ctx.settings.prediction_log_dir, include_fallback=True)
-        if str(r.get("model_version")) == version
+        if str(r.model_version) == version
     ]
     live_share = decisions.count("decline") / max(len(decisions), 1)
     old_share = float(ctx.private["old_decline_share"].rstrip("%")) / 100

@@ -140,16 +140,16 @@ def probe(ctx: ScenarioContext) -> dict[str, Any]:
     ended = datetime.now(UTC)
     time.sleep(0.5)  # serving's background thread flushes the log every 0.1 s
     latencies = [
-        float(r["latency_ms"])
+        float(r.latency_ms)
         for r in sources.iter_log(
             ctx.settings.prediction_log_dir,
             logged_since=started,
             include_fallback=True,
             include_synthetic=True,
         )
-        if r.get("synthetic")
-        and r.get("latency_ms") is not None
-        and datetime.fromisoformat(r["logged_at"]) <= ended + timedelta(seconds=1)
+        if r.synthetic
+        and r.latency_ms is not None
+        and datetime.fromisoformat(r.logged_at) <= ended + timedelta(seconds=1)
     ]
     return {
         "at": started.isoformat(timespec="seconds"),

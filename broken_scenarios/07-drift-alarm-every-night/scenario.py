@@ -24,6 +24,7 @@ reset: nothing beyond the engine's baseline (overrides, prediction log, registry
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import math
@@ -96,10 +97,10 @@ def _shifted(records: list[dict[str, Any]], factor: float) -> list[dict[str, Any
     from features.transforms import REQUEST_FIELDS, STORED_FEATURES, build_model_inputs
 
     columns: dict[str, list[Any]] = {
-        name: [r["features"].get(name) for r in records] for name in STORED_FEATURES
+        name: [r.features.get(name) for r in records] for name in STORED_FEATURES
     }
     for name in REQUEST_FIELDS:
-        columns[name] = [r["request"][name] for r in records]
+        columns[name] = [r.request[name] for r in records]
     columns["amount"] = [float(a) * factor for a in columns["amount"]]
     inputs = build_model_inputs(columns)
     shifted = []
@@ -107,9 +108,11 @@ def _shifted(records: list[dict[str, Any]], factor: float) -> list[dict[str, Any
         model_inputs = {
             name: float(np.asarray(values)[i])
             for name, values in inputs.items()
-            if name in record["model_inputs"]
+            if name in record.model_inputs
         }
-        shifted.append({**record, "model_inputs": {**record["model_inputs"], **model_inputs}})
+        shifted.append(
+            dataclasses.replace(record, model_inputs={**record.model_inputs, **model_inputs})
+        )
     return shifted
 
 
@@ -154,7 +157,7 @@ def _hours_to_fast_forward(ctx: ScenarioContext) -> float:
 
     clock = read_clock(ctx.settings)
     window = sources.read_window(ctx.settings.prediction_log_dir, 2 * DAY_H)
-    oldest = pd.Timestamp(window[0]["event_ts"], unit="s", tz="UTC") if window else clock
+    oldest = pd.Timestamp(window[0].event_ts, unit="s", tz="UTC") if window else clock
     target = clock.floor("D") + pd.Timedelta(hours=AFTERNOON_H)
     while target <= clock or target - pd.Timedelta(hours=DAY_H) < oldest:
         target += pd.Timedelta(days=1)

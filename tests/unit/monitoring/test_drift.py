@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 
 from foundation.settings import Settings
+from model.record import PredictionRecord
 from model.registry import ModelBundle
 from monitoring import drift, sources, workspace
+from tests.conftest import prediction_record
 
 COLUMNS = ["amount_log", "velocity_1h", "is_web", "score"]
 WARN, ALERT, MIN = 0.1, 0.2, 500
@@ -146,13 +148,14 @@ def test_thresholds(psi: float | None, status: str) -> None:
 
 
 def record(i: int, *, fallback: bool = False) -> dict:
-    return {
-        "request_id": f"r{i}",
-        "event_ts": 1_775_000_000.0 + i,
-        "fallback": fallback,
-        "model_inputs": {"amount_log": float(i), "velocity_1h": 0.0, "is_web": 1.0},
-        "score": 0.01,
-    }
+    """A logged record as its JSON line holds it."""
+    return prediction_record(
+        request_id=f"r{i}",
+        event_ts=1_775_000_000.0 + i,
+        fallback=fallback,
+        model_inputs={"amount_log": float(i), "velocity_1h": 0.0, "is_web": 1.0},
+        score=0.01,
+    ).to_json()
 
 
 def write_log(directory, day: str, records: list[dict], torn_tail: bool = False) -> None:
@@ -173,7 +176,7 @@ def test_window_is_the_newest_non_fallback_records_across_files(tmp_path, monkey
         torn_tail=True,
     )
     window = sources.read_recent(tmp_path, 8)
-    assert [r["request_id"] for r in window] == [f"r{i}" for i in (7, 8, 9, 11, 13, 15, 17, 19)]
+    assert [r.request_id for r in window] == [f"r{i}" for i in (7, 8, 9, 11, 13, 15, 17, 19)]
     frame = drift.window_frame(window, ["amount_log", "velocity_1h", "is_web"])
     assert list(frame.columns) == ["amount_log", "velocity_1h", "is_web", "score"]
     assert frame["amount_log"].tolist() == [7.0, 8.0, 9.0, 11.0, 13.0, 15.0, 17.0, 19.0]
@@ -186,8 +189,8 @@ def test_the_event_time_window_ends_at_the_newest_record(tmp_path) -> None:
     write_log(tmp_path, "2026-11-23", records)
     window = sources.read_window(tmp_path, hours=24)
     newest = records[-1]["event_ts"]
-    assert window[-1]["request_id"] == records[-1]["request_id"]
-    assert all(newest - r["event_ts"] <= 24 * 3600 for r in window)
+    assert window[-1].request_id == records[-1]["request_id"]
+    assert all(newest - r.event_ts <= 24 * 3600 for r in window)
     assert len(window) == 24 * 6 + 1 - 1  # 145 records in 24 h, minus the synthetic one
     assert sources.span_hours(window) == pytest.approx(24.0)
     assert len(sources.read_window(tmp_path, hours=24, max_records=10)) == 10
@@ -200,7 +203,7 @@ def test_a_window_read_tolerates_clients_interleaving_the_log(tmp_path) -> None:
     write_log(tmp_path, "2026-11-23", [{**record(0), "event_ts": t} for t in logged])
     window = sources.read_window(tmp_path, hours=24)
     newest = max(times)
-    assert [r["event_ts"] for r in window] == [t for t in times if t >= newest - 24 * 3600]
+    assert [r.event_ts for r in window] == [t for t in times if t >= newest - 24 * 3600]
 
 
 def test_synthetic_requests_are_not_production_traffic(tmp_path) -> None:
@@ -208,9 +211,9 @@ def test_synthetic_requests_are_not_production_traffic(tmp_path) -> None:
     for r in records[1::2]:
         r["synthetic"] = True  # a load test's requests, interleaved with real traffic
     write_log(tmp_path, "2026-11-23", records)
-    assert [r["request_id"] for r in sources.read_recent(tmp_path, 10)] == ["r0", "r2", "r4"]
+    assert [r.request_id for r in sources.read_recent(tmp_path, 10)] == ["r0", "r2", "r4"]
     everything = sources.read_recent(tmp_path, 10, include_synthetic=True)
-    assert [r["request_id"] for r in everything] == [f"r{i}" for i in range(6)]
+    assert [r.request_id for r in everything] == [f"r{i}" for i in range(6)]
 
 
 @pytest.mark.slow
@@ -229,14 +232,13 @@ def test_run_drift_writes_reports_and_grows_the_workspace(tmp_path, monkeypatch)
     monkeypatch.setattr(sources, "load_champion", lambda _settings: bundle)
     current = sample(700, seed=3, amount_shift=1.0)
     records = [
-        {
-            "request_id": f"r{i}",
-            "event_ts": 60.0 * i,  # one a minute: 700 records over 11.6 hours
-            "fallback": False,
-            "model_version": "7",
-            "model_inputs": row[COLUMNS[:-1]].to_dict(),
-            "score": row["score"],
-        }
+        prediction_record(
+            request_id=f"r{i}",
+            event_ts=60.0 * i,  # one a minute: 700 records over 11.6 hours
+            model_version="7",
+            model_inputs=row[COLUMNS[:-1]].to_dict(),
+            score=row["score"],
+        ).to_json()
         for i, row in current.iterrows()
     ]
     write_log(settings.prediction_log_dir, "2026-11-23", records)
@@ -278,16 +280,15 @@ def test_only_the_champions_own_scores_are_judged(tmp_path, monkeypatch) -> None
     bundle = ModelBundle("fraud-detector", "8", "run", bundle_dir, {"feature_order": COLUMNS[:-1]})
     current = sample(700, seed=3)
 
-    def records(scored_by: str, score_shift: float) -> list[dict]:
+    def records(scored_by: str, score_shift: float) -> list[PredictionRecord]:
         return [
-            {
-                "request_id": f"r{i}",
-                "event_ts": 60.0 * i,
-                "fallback": False,
-                "model_inputs": row[COLUMNS[:-1]].to_dict(),
-                "score": min(1.0, row["score"] + score_shift),
-                "model_version": scored_by,
-            }
+            prediction_record(
+                request_id=f"r{i}",
+                event_ts=60.0 * i,
+                model_inputs=row[COLUMNS[:-1]].to_dict(),
+                score=min(1.0, row["score"] + score_shift),
+                model_version=scored_by,
+            )
             for i, row in current.iterrows()
         ]
 

@@ -13,17 +13,18 @@ import pytest
 
 from monitoring import latency
 from monitoring.latency import compute_latency
+from tests.conftest import prediction_record
 
 BUDGET = 10.0
 
 
-def records(latencies_ms, *, synthetic=False, fallback_every: int = 0) -> list[dict]:
+def records(latencies_ms, *, synthetic=False, fallback_every: int = 0) -> list:
     return [
-        {
-            "latency_ms": float(ms),
-            "synthetic": synthetic,
-            "fallback": bool(fallback_every) and i % fallback_every == 0,
-        }
+        prediction_record(
+            latency_ms=float(ms),
+            synthetic=synthetic,
+            fallback=bool(fallback_every) and i % fallback_every == 0,
+        )
         for i, ms in enumerate(latencies_ms)
     ]
 
@@ -84,7 +85,7 @@ def test_synthetic_load_counts_and_is_reported_apart() -> None:
 
 
 def test_records_without_latency_are_counted_not_timed() -> None:
-    result = judge(records([2.0] * 200) + [{"fallback": False}] * 5)
+    result = judge(records([2.0] * 200) + [prediction_record(latency_ms=None)] * 5)
     assert result.log.records == 205 and result.log.without_latency == 5
     assert result.log.all.n == 200
 
@@ -210,20 +211,20 @@ def test_the_window_holds_what_was_logged_in_the_last_minutes_synthetic_included
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     lines = []
     for minutes_ago, kind in [(40, "old"), (20, "old"), (14, "prod"), (10, "syn"), (1, "fb")]:
-        record = {
-            "logged_at": (now - timedelta(minutes=minutes_ago)).isoformat(),
-            "transaction_id": kind,
-            "synthetic": kind == "syn",
-            "fallback": kind == "fb",
-            "latency_ms": 1.0,
-        }
-        lines.append(json.dumps(record))
+        record = prediction_record(
+            logged_at=(now - timedelta(minutes=minutes_ago)).isoformat(),
+            transaction_id=kind,
+            synthetic=kind == "syn",
+            fallback=kind == "fb",
+            latency_ms=1.0,
+        )
+        lines.append(json.dumps(record.to_json()))
     (tmp_path / "predictions-2026-11-23.jsonl").write_text("\n".join(lines) + '\n{"cut sh')
     since = now - timedelta(minutes=15)
     window = sources.read_log(
         tmp_path, logged_since=since, include_fallback=True, include_synthetic=True
     )
-    assert [r["transaction_id"] for r in window] == ["prod", "syn", "fb"]  # oldest first
+    assert [r.transaction_id for r in window] == ["prod", "syn", "fb"]  # oldest first
     production = sources.read_log(tmp_path, logged_since=since)
-    assert [r["transaction_id"] for r in production] == ["prod"]
+    assert [r.transaction_id for r in production] == ["prod"]
     assert len(sources.read_log(tmp_path, include_fallback=True, include_synthetic=True)) == 5

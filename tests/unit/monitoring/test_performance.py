@@ -16,6 +16,7 @@ from foundation.settings import Settings
 from model.evaluation import classification_metrics
 from monitoring import performance
 from monitoring.performance import LabelDelays, PerformancePolicy, compute_performance
+from tests.conftest import prediction_record
 
 CLOCK = pd.Timestamp("2026-04-15T00:00:00Z")
 DAY = 86_400.0
@@ -244,17 +245,16 @@ def test_the_summary_is_valid_json_with_nan_as_null(champion_test) -> None:
 
 
 def test_scored_frame_reads_what_serving_logged() -> None:
-    record = {
-        "transaction_id": "600259",
-        "event_ts": 1775046452.0,
-        "request": {"amount": 39.02},
-        "features": {"merchant_category": "restaurants", "home_region": "EU"},
-        "model_inputs": {"account_age_days": 879.1},
-        "score": 8.4e-05,
-        "threshold": 0.0232,
-        "model_version": "1",
-        "fallback": False,
-    }
+    record = prediction_record(
+        transaction_id="600259",
+        event_ts=1775046452.0,
+        request={"amount": 39.02},
+        features={"merchant_category": "restaurants", "home_region": "EU"},
+        model_inputs={"account_age_days": 879.1},
+        score=8.4e-05,
+        threshold=0.0232,
+        model_version="1",
+    )
     frame = performance.scored_frame([record])
     row = frame.iloc[0]
     assert row["transaction_id"] == "600259" and row["amount"] == 39.02

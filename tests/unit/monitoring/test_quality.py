@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
+from model.record import PredictionRecord
 from monitoring import quality
 from monitoring.quality import compute_quality
-from tests.conftest import small_settings
+from tests.conftest import prediction_record, small_settings
 
 
-def logged(i: int, **changes) -> dict:
+def logged(i: int, **changes) -> PredictionRecord:
     record = {
         "request_id": f"r{i}",
         "transaction_id": str(1000 + i),
@@ -26,7 +27,7 @@ def logged(i: int, **changes) -> dict:
         "fallback": False,
     }
     record.update(changes)
-    return record
+    return prediction_record(**record)
 
 
 def test_healthy_requests_pass_and_an_upstream_break_is_named() -> None:

@@ -5,6 +5,7 @@ flagged on the model inputs it changes; missing equals missing, and nothing else
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 
@@ -12,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from features.transforms import MODEL_FEATURES, STORED_FEATURES, build_model_inputs, to_matrix
+from model.record import PredictionRecord
 from monitoring import skew
+from tests.conftest import prediction_record
 
 
 def served_features(i: int) -> dict:
@@ -41,29 +44,28 @@ def served_inputs(request: dict, features: dict, transform=build_model_inputs) -
     return {name: float(values[0]) for name, values in transform(columns).items()}
 
 
-def records(n: int = 5) -> list[dict]:
+def records(n: int = 5) -> list[PredictionRecord]:
     out = []
     for i in range(n):
         request = {"amount": 88.89 + i, "channel": "app", "ip_region": "EU", "event_ts": 1.776e9}
         out.append(
-            {
-                "request_id": f"r{i}",
-                "user_id": i,
-                "merchant_id": 9,
-                "device_id": 10 * i,
-                "event_ts": request["event_ts"],
-                "request": request,
-                "features": served_features(i),
-                "model_inputs": served_inputs(request, served_features(i)),
-                "score": 0.01 * i,
-                "model_version": "3",
-                "fallback": False,
-            }
+            prediction_record(
+                request_id=f"r{i}",
+                user_id=i,
+                merchant_id=9,
+                device_id=10 * i,
+                event_ts=request["event_ts"],
+                request=request,
+                features=served_features(i),
+                model_inputs=served_inputs(request, served_features(i)),
+                score=0.01 * i,
+                model_version="3",
+            )
         )
     return out
 
 
-def offline_like(recs: list[dict]) -> pd.DataFrame:
+def offline_like(recs: list[PredictionRecord]) -> pd.DataFrame:
     """What Feast returns for the same rows: NaN (not None) where the store has nothing."""
     frame = skew.served_frame(recs)
     frame["last_txn_ts"] = frame["last_txn_ts"].astype(float)
@@ -93,9 +95,10 @@ def test_a_serving_transform_that_differs_from_training_is_flagged_on_its_inputs
     def cents_transform(columns: dict) -> dict:
         return build_model_inputs({**columns, "amount": [a * 100 for a in columns["amount"]]})
 
-    recs = records()
-    for r in recs:
-        r["model_inputs"] = served_inputs(r["request"], r["features"], cents_transform)
+    recs = [
+        dataclasses.replace(r, model_inputs=served_inputs(r.request, r.features, cents_transform))
+        for r in records()
+    ]
     result = skew.compute_skew(recs, offline_like(recs), model_version="3")
     assert result.mismatches == 0  # the store and the offline join agree
     flagged = {f.feature: f for f in result.inputs if f.mismatches}
@@ -166,8 +169,8 @@ def test_model_matrix_uses_the_request_fields_and_the_given_stored_features() ->
     expected = to_matrix(
         build_model_inputs(
             {
-                **{k: [v] for k, v in r3["request"].items()},
-                **{k: [v] for k, v in r3["features"].items()},
+                **{k: [v] for k, v in r3.request.items()},
+                **{k: [v] for k, v in r3.features.items()},
                 "merchant_amount_mean_30d": [990.0],
             }
         ),
@@ -175,7 +178,7 @@ def test_model_matrix_uses_the_request_fields_and_the_given_stored_features() ->
     )
     np.testing.assert_allclose(x[3], expected[0])
     column = list(MODEL_FEATURES).index("amount_to_merchant_mean")
-    assert math.isclose(x[3, column], r3["request"]["amount"] / 1000.0, rel_tol=1e-6)
+    assert math.isclose(x[3, column], r3.request["amount"] / 1000.0, rel_tol=1e-6)
 
 
 def test_summary_is_json_ready() -> None:

@@ -7,37 +7,38 @@ offline value and re-score the model with it, instead of failing on an input it 
 from __future__ import annotations
 
 from features.transforms import PASSTHROUGH_FEATURES, STORED_FEATURES, model_features
+from model.record import PredictionRecord
 from monitoring import skew
+from tests.conftest import prediction_record
 from tests.unit.monitoring.test_skew import served_features, served_inputs
 
 EXTRA = PASSTHROUGH_FEATURES[0]
 ORDER = model_features([*STORED_FEATURES, EXTRA])
 
 
-def v2_records(n: int = 4) -> list[dict]:
+def v2_records(n: int = 4) -> list[PredictionRecord]:
     out = []
     for i in range(n):
         request = {"amount": 50.0 + i, "channel": "web", "ip_region": "EU", "event_ts": 1.776e9}
         features = {**served_features(i), EXTRA: float(i % 2)}
         out.append(
-            {
-                "request_id": f"v2-{i}",
-                "user_id": i,
-                "merchant_id": 9,
-                "device_id": 10 * i,
-                "event_ts": request["event_ts"],
-                "request": request,
-                "features": features,
-                "model_inputs": served_inputs(request, features),
-                "score": 0.1,
-                "model_version": "7",
-                "fallback": False,
-            }
+            prediction_record(
+                request_id=f"v2-{i}",
+                user_id=i,
+                merchant_id=9,
+                device_id=10 * i,
+                event_ts=request["event_ts"],
+                request=request,
+                features=features,
+                model_inputs=served_inputs(request, features),
+                score=0.1,
+                model_version="7",
+            )
         )
     return out
 
 
-def offline_v2(recs: list[dict]):
+def offline_v2(recs: list[PredictionRecord]):
     frame = skew.served_frame(recs, [*STORED_FEATURES, EXTRA])
     frame["last_txn_ts"] = frame["last_txn_ts"].astype(float)
     return frame

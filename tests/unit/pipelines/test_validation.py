@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 
 from features.transforms import STORED_FEATURES
+from model.record import PredictionRecord
 from pipelines import training, validation
 from pipelines.data import REQUEST_COLUMNS
 from pipelines.generate import WorldConfig, generate
-from tests.conftest import small_settings
+from tests.conftest import prediction_record, small_settings
 
 TINY = WorldConfig.with_defaults(
     n_users=400, n_merchants=60, history_days=45, future_days=2, fraud_rate=1 / 100
@@ -49,27 +50,32 @@ def transactions_result(frame: pd.DataFrame) -> validation.ValidationResult:
 
 
 def log_records(n: int = 20) -> list[dict]:
+    """Logged records as their JSON lines hold them (a test edits them, then reads them)."""
     return [
-        {
-            "request_id": f"r{i}",
-            "transaction_id": i,
-            "logged_at": "2026-03-01T00:00:00+00:00",
-            "event_ts": 1.77e9 + i,
-            "user_id": 10 + i,
-            "merchant_id": 3,
-            "device_id": 100 + i,
-            "request": {"amount": 12.5, "channel": "web", "ip_region": "EU", "event_ts": 1.77e9},
-            "features": {"user_txn_count_7d": 2.0},
-            "model_inputs": {"amount_log": 2.6},
-            "score": 0.01 * i,
-            "decision": "decline" if i % 7 == 0 else "approve",
-            "threshold": 0.2,
-            "model_version": "3",
-            "fallback": False,
-            "fallback_reason": None,
-        }
+        prediction_record(
+            request_id=f"r{i}",
+            transaction_id=i,
+            logged_at="2026-03-01T00:00:00+00:00",
+            event_ts=1.77e9 + i,
+            user_id=10 + i,
+            merchant_id=3,
+            device_id=100 + i,
+            request={"amount": 12.5, "channel": "web", "ip_region": "EU", "event_ts": 1.77e9},
+            features={"user_txn_count_7d": 2.0},
+            model_inputs={"amount_log": 2.6},
+            score=0.01 * i,
+            decision="decline" if i % 7 == 0 else "approve",
+            threshold=0.2,
+            model_version="3",
+            fallback=False,
+            fallback_reason=None,
+        ).to_json()
         for i in range(n)
     ]
+
+
+def typed(records: list[dict]) -> list[PredictionRecord]:
+    return [PredictionRecord.from_json(r) for r in records]
 
 
 def only_failure(result: validation.ValidationResult, column: str) -> str:
@@ -162,14 +168,14 @@ def test_training_set_feature_breakage_fails(training_frame: pd.DataFrame) -> No
 
 
 def test_clean_logged_requests_pass() -> None:
-    result = validation.validate_logged_requests(log_records(), MAX_AMOUNT)
+    result = validation.validate_logged_requests(typed(log_records()), MAX_AMOUNT)
     assert result.passed, result.failures
 
 
 def test_logged_score_above_one_fails() -> None:
     records = log_records()
     records[4]["score"] = 1.7
-    result = validation.validate_logged_requests(records, MAX_AMOUNT)
+    result = validation.validate_logged_requests(typed(records), MAX_AMOUNT)
     message = only_failure(result, "score")
     assert "1 values outside [0, 1]" in message and "1.7" in message
 
@@ -179,7 +185,7 @@ def test_logged_bad_decision_and_missing_version_fail() -> None:
     records[0]["decision"] = "review"
     records[1]["model_version"] = None
     records[2]["request"]["channel"] = "fax"
-    result = validation.validate_logged_requests(records, MAX_AMOUNT)
+    result = validation.validate_logged_requests(typed(records), MAX_AMOUNT)
     assert "review" in only_failure(result, "decision")
     assert "1 nulls" in only_failure(result, "model_version")
     assert "fax" in only_failure(result, "channel")

@@ -13,11 +13,12 @@ import pytest
 from pydantic import ValidationError
 
 from features.transforms import velocity_update
+from model.record import PredictionRecord
 from serving.http import InvalidRequestStatus
 from serving.model import RateLimitedWarning
 from serving.prediction_log import PredictionSink, VelocityPush
 from serving.schemas import MAX_AMOUNT, Transaction
-from tests.conftest import small_settings
+from tests.conftest import prediction_record, small_settings
 
 VALID = {
     "user_id": 1,
@@ -62,13 +63,13 @@ def test_valid_request_and_optional_fields() -> None:
     assert txn.timestamp is None and txn.transaction_id is None
 
 
-def _record(i: int) -> dict:
-    return {
-        "request_id": f"r{i}",
-        "score": 0.1 * i,
-        "features": {"signup_ts": None},
-        "model_inputs": {"amount_log": np.float64(1.5)},
-    }
+def _record(i: int) -> PredictionRecord:
+    return prediction_record(
+        request_id=f"r{i}",
+        score=0.1 * i,
+        features={"signup_ts": None},
+        model_inputs={"amount_log": np.float64(1.5)},
+    )
 
 
 def test_every_record_is_on_disk_after_close(tmp_path) -> None:
@@ -88,11 +89,11 @@ def test_every_record_is_on_disk_after_close(tmp_path) -> None:
 def test_non_finite_values_are_logged_as_null_not_dropped(tmp_path) -> None:
     sink = PredictionSink(small_settings(tmp_path))
     sink.submit(
-        {
-            "request_id": "r",
-            "features": {"velocity_1h": math.nan},
-            "model_inputs": {"x": np.float32("inf")},
-        },
+        prediction_record(
+            request_id="r",
+            features={"velocity_1h": math.nan},
+            model_inputs={"x": np.float32("inf")},
+        ),
         None,
     )
     sink.close()
