@@ -321,6 +321,11 @@ class Settings(BaseSettings):
     monitor_min_records: int = Field(
         default=500, description="Fewer predictions than this in the window: no drift verdict."
     )
+    monitor_current_release_only: bool = Field(
+        default=True,
+        description="Drift, skew and request quality judge only what the serving release"
+        " running now scored (false: the whole window, whichever release scored it).",
+    )
     skew_sample: int = Field(
         default=500, description="Most recent predictions the skew monitor recomputes offline."
     )

@@ -364,7 +364,11 @@ def run_drift(settings: Settings, run_dir: Path | None = None) -> DriftResult:
     started = time.perf_counter()
     run_dir = run_dir or sources.new_run_dir(settings)
     bundle = sources.load_champion(settings)
-    window = sources.read_window(settings.prediction_log_dir, settings.monitor_window_hours)
+    window = sources.read_window(
+        settings.prediction_log_dir,
+        settings.monitor_window_hours,
+        current_release_only=settings.monitor_current_release_only,
+    )
     result, records, snapshot = judge_window(settings, bundle, window)
     result.run_dir = str(run_dir)
     summary: dict[str, Any] = {}

@@ -86,7 +86,10 @@ def run_quality(settings: Settings, run_dir: Path | None = None) -> QualityResul
     run_dir = run_dir or sources.new_run_dir(settings)
     # fallback scores included: the request is what is judged, not the features it found
     records = sources.read_recent(
-        settings.prediction_log_dir, settings.monitor_window, include_fallback=True
+        settings.prediction_log_dir,
+        settings.monitor_window,
+        include_fallback=True,
+        current_release_only=settings.monitor_current_release_only,
     )
     result = compute_quality(records, settings.max_amount)
     result.run_dir = str(run_dir)

@@ -72,9 +72,21 @@ def print_skew(console: Console, result: SkewResult) -> None:
         f"Training-serving skew {_status(result.status)}: {result.n_records} served requests"
         f" re-fetched offline, champion v{result.model_version} ({result.seconds}s)"
     )
+    releases = ", ".join(f"{name} ({n:,})" for name, n in result.releases.items())
+    earlier = ", ".join(f"{name} ({n:,})" for name, n in result.earlier_releases.items())
     if result.status == "insufficient_data":
-        console.print(f"{title}\n  no non-fallback predictions logged yet: nothing to compare")
+        if earlier:
+            console.print(
+                f"{title}\n  nothing scored by the serving release running now yet; left out,"
+                f" scored by earlier releases: {earlier}"
+            )
+        else:
+            console.print(f"{title}\n  no non-fallback predictions logged yet: nothing to compare")
         return
+    if releases:
+        console.print(f"  judged: requests scored by serving release {releases}")
+    if earlier:
+        console.print(f"  left out, scored by earlier serving releases: {earlier}")
     table = Table(title=title, title_justify="left")
     table.add_column("feature")
     table.add_column("mismatches", justify="right")

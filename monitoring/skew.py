@@ -82,6 +82,9 @@ class SkewResult:
     seconds: float | None = None
     workspace_run: str | None = None
     workspace_error: str | None = None
+    # records judged per serving release, and those of earlier releases left out of the sample
+    releases: dict[str, int] = field(default_factory=dict)
+    earlier_releases: dict[str, int] = field(default_factory=dict)
 
     @property
     def mismatches(self) -> int:
@@ -356,7 +359,11 @@ def run_skew(settings: Settings, run_dir: Path | None = None) -> SkewResult:
     started = time.perf_counter()
     run_dir = run_dir or sources.new_run_dir(settings)
     bundle = sources.load_champion(settings)
-    records = sources.read_recent(settings.prediction_log_dir, settings.skew_sample)
+    records = sources.read_recent(
+        settings.prediction_log_dir,
+        settings.skew_sample,
+        current_release_only=settings.monitor_current_release_only,
+    )
     if records:
         offline = offline_features(settings, entity_frame(records), bundle.feature_service)
         session = onnx_session(bundle.onnx_path.read_bytes(), threads=settings.ort_threads)
@@ -369,6 +376,13 @@ def run_skew(settings: Settings, run_dir: Path | None = None) -> SkewResult:
         )
     else:
         result = compute_skew([], pd.DataFrame(), model_version=bundle.version)
+    result.releases = sources.by_release(records)
+    if settings.monitor_current_release_only:
+        sample = sources.read_recent(settings.prediction_log_dir, settings.skew_sample)
+        judged = {r.request_id for r in records}
+        result.earlier_releases = sources.by_release(
+            r for r in sample if r.request_id not in judged
+        )
     result.run_dir = str(run_dir)
     if result.status != "insufficient_data":
         result.workspace_run, result.workspace_error = gauges.record(

@@ -13,7 +13,8 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,10 +46,23 @@ def _reverse_lines(path: Path) -> Iterator[bytes]:
         yield tail
 
 
+_ANY = object()
+
+
 def _newest_first(
-    log_dir: Path, *, include_fallback: bool, include_synthetic: bool
+    log_dir: Path,
+    *,
+    include_fallback: bool,
+    include_synthetic: bool,
+    current_release_only: bool = False,
 ) -> Iterator[PredictionRecord]:
-    """Production records of the log, newest first (see ``read_recent`` for what is left out)."""
+    """Production records of the log, newest first (see ``read_recent`` for what is left out).
+
+    ``current_release_only``: stop at the first record (newest first) scored by another serving
+    release than the newest record of the log, of any kind, was: what the code serving now
+    scored, and nothing an earlier release left behind.
+    """
+    current: object = _ANY
     for path in sorted(log_dir.glob("predictions-*.jsonl"), reverse=True):
         for line in _reverse_lines(path):
             if not line.strip():
@@ -58,6 +72,11 @@ def _newest_first(
             except json.JSONDecodeError:
                 continue
             record = PredictionRecord.from_json(data, where=f"a record of {path}")
+            if current_release_only:
+                if current is _ANY:
+                    current = record.release
+                elif record.release != current:
+                    return
             if not include_fallback and record.fallback:
                 continue
             if not include_synthetic and record.synthetic:
@@ -71,8 +90,10 @@ def read_recent(
     *,
     include_fallback: bool = False,
     include_synthetic: bool = False,
+    current_release_only: bool = False,
 ) -> list[PredictionRecord]:
-    """The newest ``limit`` prediction records, oldest first; fallback and synthetic left out.
+    """The newest ``limit`` prediction records, oldest first; fallback and synthetic left out
+    (and, with ``current_release_only``, what earlier serving releases scored).
 
     A fallback score was made without the stored features, so it says nothing about their
     distribution or about skew. Synthetic requests (load tests, probes) replay transactions out
@@ -81,7 +102,10 @@ def read_recent(
     """
     records: list[PredictionRecord] = []
     for record in _newest_first(
-        log_dir, include_fallback=include_fallback, include_synthetic=include_synthetic
+        log_dir,
+        include_fallback=include_fallback,
+        include_synthetic=include_synthetic,
+        current_release_only=current_release_only,
     ):
         if len(records) >= limit:
             break
@@ -90,7 +114,7 @@ def read_recent(
 
 
 def read_window(
-    log_dir: Path, hours: float, *, max_records: int = 200_000
+    log_dir: Path, hours: float, *, max_records: int = 200_000, current_release_only: bool = False
 ) -> list[PredictionRecord]:
     """Production records whose event time lies within ``hours`` of the newest, oldest first.
 
@@ -101,7 +125,12 @@ def read_window(
     """
     records: list[PredictionRecord] = []
     newest = -math.inf
-    for record in _newest_first(log_dir, include_fallback=False, include_synthetic=False):
+    for record in _newest_first(
+        log_dir,
+        include_fallback=False,
+        include_synthetic=False,
+        current_release_only=current_release_only,
+    ):
         event_ts = record.event_ts
         newest = max(newest, event_ts)
         if event_ts < newest - hours * 3600.0 - OUT_OF_ORDER_S or len(records) >= max_records:
@@ -109,6 +138,11 @@ def read_window(
         records.append(record)
     cutoff = newest - hours * 3600.0
     return sorted((r for r in records if r.event_ts >= cutoff), key=lambda r: r.event_ts)
+
+
+def by_release(records: Iterable[PredictionRecord]) -> dict[str, int]:
+    """How many of ``records`` each serving release scored (``"unknown"``: no release logged)."""
+    return dict(Counter(r.release or "unknown" for r in records))
 
 
 def span_hours(records: list[PredictionRecord]) -> float:
