@@ -16,7 +16,10 @@ Judge the prediction log, and ask for a retrain when the inputs drifted.
    (prediction log and /metrics) against the latency budget, and the fallback rate.
 7. `quality` (`monitoring.quality.run_quality`): the logged requests against their Great
    Expectations suite (schema, nulls, ranges, vocabularies, volume).
-8. `decide`: drift status "alert" → `trigger_retrain` (runs `fraudlab_retrain`), else
+8. `requests` (`monitoring.requests.run_requests`): refused requests (the rejection log) and
+   fallbacks by reason over the drift window, and the online store's coverage of the offline
+   tables' entities.
+9. `decide`: drift status "alert" → `trigger_retrain` (runs `fraudlab_retrain`), else
    `no_retrain`. Performance, freshness, latency and quality are reported, not acted on: a
    retrain does not fix stale features, a slow server or broken upstream data, and a recall
    drop is for a person to diagnose.
@@ -142,6 +145,18 @@ def fraudlab_monitor() -> None:
         print(f"request quality {result.status}: " + ("; ".join(result.failures) or "all hold"))
         return result.status
 
+    @task
+    def requests(run_dir: str) -> str:
+        """Refused requests and fallbacks by reason, and the online store's coverage."""
+        from pathlib import Path
+
+        from foundation.settings import get_settings
+        from monitoring.requests import run_requests
+
+        result = run_requests(get_settings(), Path(run_dir))
+        print(f"requests {result.status}: " + ("; ".join(result.findings) or "nothing refused"))
+        return result.status
+
     @task.branch
     def decide(drift_status: str) -> str:
         """Retrain only on a drift alert; warn and insufficient data are for people to read."""
@@ -157,6 +172,7 @@ def fraudlab_monitor() -> None:
     freshness(run_dir)
     latency(run_dir)
     quality(run_dir)
+    requests(run_dir)
     decide(drift_status) >> [
         TriggerDagRunOperator(
             task_id="trigger_retrain",

@@ -387,6 +387,77 @@ class Settings(BaseSettings):
         default=0.01,
         description="Share of feature-store fallbacks in the latency window that warns.",
     )
+    fallback_rate_alert: float = Field(
+        default=0.05,
+        description="Share of fallback decisions in the decisions monitor's window that alerts"
+        " (fallback_rate_warn warns).",
+    )
+    decisions_decline_warn_ratio: float = Field(
+        default=2.0,
+        gt=1.0,
+        description="Live decline rate this many times the champion's test decline rate, or"
+        " below it by the same factor, warns (healthy days measured ×0.56 to ×1.57).",
+    )
+    decisions_decline_alert_ratio: float = Field(
+        default=3.0,
+        gt=1.0,
+        description="Live decline rate this many times the champion's test decline rate, or"
+        " below it by the same factor, alerts.",
+    )
+    decisions_min_frauds: int = Field(
+        default=20,
+        description="Chargebacks among matured decisions needed before the fraud rate and the"
+        " live threshold's cost are judged.",
+    )
+    decisions_fraud_rate_warn_ratio: float = Field(
+        default=1.5,
+        gt=1.0,
+        description="Matured fraud rate this many times the training window's, or below it by"
+        " the same factor, warns.",
+    )
+    decisions_fraud_rate_alert_ratio: float = Field(
+        default=2.0,
+        gt=1.0,
+        description="Matured fraud rate this many times the training window's, or below it by"
+        " the same factor, alerts.",
+    )
+    decisions_savings_warn: float = Field(
+        default=0.6,
+        description="Warn when the live threshold keeps less than this share of the savings"
+        " (vs declining nothing) the threshold optimal in hindsight gets on the champion's"
+        " matured decisions (healthy measured 0.73 to 1.0).",
+    )
+    decisions_savings_alert: float = Field(
+        default=0.3,
+        description="Alert when the live threshold keeps less than this share of the savings"
+        " the threshold optimal in hindsight gets on the champion's matured decisions.",
+    )
+    fallback_rate_alert: float = Field(
+        default=0.05,
+        description="Share of answers that were feature-store fallbacks (any one reason) in the"
+        " requests monitor's window that alerts (warns from fallback_rate_warn).",
+    )
+    rejection_rate_warn: float = Field(
+        default=0.005,
+        description="Share of requests refused for one reason (e.g. unknown_user) in the"
+        " requests monitor's window that warns (the champion's evaluation had none).",
+    )
+    rejection_rate_alert: float = Field(
+        default=0.02, description="Share of requests refused for one reason that alerts."
+    )
+    coverage_sample: int = Field(
+        default=200,
+        description="Entities per batch feature view the requests monitor samples from the"
+        " offline table and looks up in the online store.",
+    )
+    coverage_warn: float = Field(
+        default=0.99,
+        description="Online-store coverage of a view's sampled entities below which the"
+        " requests monitor warns.",
+    )
+    coverage_alert: float = Field(
+        default=0.9, description="Online-store coverage below which the requests monitor alerts."
+    )
 
     # --- promotion gates ---------------------------------------------------------------------
     gate_holdout_days: int = Field(

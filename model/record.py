@@ -1,7 +1,8 @@
 """The prediction record: what serving logs for every scored request, and what monitors read.
 
 Owns: the one typed schema of a prediction-log line (``PredictionRecord``), its version, its
-column list (``COLUMNS``) and how a line of JSON becomes a record (``from_json``). Serving's
+column list (``COLUMNS``) and how a line of JSON becomes a record (``from_json``); the same for
+a refused request (``RejectionRecord``, logged beside the predictions). Serving's
 scorer builds records; the monitors (drift, skew, performance, freshness, latency, quality),
 the request-quality suite, and the scenario lab read them. None of them reads a key by name
 from a dict: a field renamed here is renamed for all of them, or fails type-checking.
@@ -95,6 +96,47 @@ class PredictionRecord:
         return cls(**values)
 
 
+REJECTION_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionRecord:
+    """One request serving refused with a 4xx (an entity it does not know), logged beside the
+    predictions (``rejections-YYYY-MM-DD.jsonl``) so refusals are counted, not only answered."""
+
+    request_id: str
+    transaction_id: str | None
+    logged_at: str
+    event_ts: float
+    user_id: int
+    merchant_id: int
+    device_id: int
+    reason: str  # e.g. unknown_user, unknown_merchant
+    field: str  # the request field that named the unknown entity
+    model_version: str
+    synthetic: bool
+    release: str | None
+    schema_version: int = REJECTION_SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in REJECTION_COLUMNS}
+
+    @classmethod
+    def from_json(
+        cls, data: Mapping[str, Any], where: str = "a rejection-log line"
+    ) -> RejectionRecord:
+        version = data.get("schema_version")
+        if version != REJECTION_SCHEMA_VERSION:
+            raise RecordSchemaError(
+                f"{where} has schema version {version!r}; this fraudlab reads version"
+                f" {REJECTION_SCHEMA_VERSION}: update fraudlab, or move that log aside"
+            )
+        missing = [name for name in REJECTION_COLUMNS if name not in data]
+        if missing:
+            raise RecordSchemaError(f"{where} lacks {', '.join(missing)}; move that log aside")
+        return cls(**{name: data[name] for name in REJECTION_COLUMNS})
+
+
 def _json_safe(value: object) -> object:
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
@@ -105,3 +147,4 @@ def _json_safe(value: object) -> object:
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(PredictionRecord))
 V1_FIELDS: tuple[str, ...] = tuple(c for c in COLUMNS if c not in ("release", "schema_version"))
+REJECTION_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RejectionRecord))

@@ -2,8 +2,8 @@
 
 Owns: wiring the monitors together (one ``<home>/monitoring/<UTC timestamp>/`` folder per run)
 and their terminal summary. Must not: judge anything itself (``monitoring.drift``,
-``monitoring.skew``, ``monitoring.performance``, ``monitoring.freshness``,
-``monitoring.latency``, ``monitoring.quality`` do).
+``monitoring.skew``, ``monitoring.performance``, ``monitoring.decisions``,
+``monitoring.freshness``, ``monitoring.latency``, ``monitoring.quality`` do).
 
 A finding (warn, alert) is the monitor working, not a failure: the exit code is non-zero only
 when a monitor could not run at all.
@@ -19,11 +19,13 @@ from rich.table import Table
 
 from foundation.settings import Settings
 from monitoring import sources
+from monitoring.decisions import DecisionsResult, run_decisions
 from monitoring.drift import DriftResult, run_drift
 from monitoring.freshness import FreshnessResult, age_text, duration, run_freshness
 from monitoring.latency import LatencyResult, Percentiles, run_latency
 from monitoring.performance import PerformanceResult, run_performance
 from monitoring.quality import QualityResult, run_quality
+from monitoring.requests import RequestsResult, run_requests
 from monitoring.skew import SkewResult, run_skew
 
 log = logging.getLogger("fraudlab.monitoring")
@@ -36,9 +38,11 @@ class Monitor(StrEnum):
     drift = "drift"
     skew = "skew"
     performance = "performance"
+    decisions = "decisions"
     freshness = "freshness"
     latency = "latency"
     quality = "quality"
+    requests = "requests"
 
 
 def _status(status: str) -> str:
@@ -153,6 +157,30 @@ def print_performance(console: Console, result: PerformanceResult) -> None:
         console.print(table)
 
 
+def print_decisions(console: Console, result: DecisionsResult) -> None:
+    console.print(
+        f"Decisions {_status(result.status)}: {result.n_window:,} decisions in the window"
+        f" ({result.n_champion:,} by champion v{result.model_version}, {result.span_hours:.1f} h),"
+        f" clock {result.clock[:16]} ({result.seconds}s)"
+    )
+    table = Table(title_justify="left")
+    for column in ("check", "live", "compared with", "ratio", "status"):
+        table.add_column(column, justify="left" if column == "check" else "right")
+    for c in result.checks.values():
+        table.add_row(
+            c.name,
+            _num(c.live, "{:.4g}"),
+            _num(c.baseline, "{:.4g}"),
+            _num(c.ratio, "{:.3g}"),
+            _status(c.status),
+        )
+    if result.checks:
+        console.print(table)
+    for c in result.checks.values():
+        if c.status != "ok":
+            console.print(f"  {c.name}: {c.detail}", highlight=False)
+
+
 def print_freshness(console: Console, result: FreshnessResult) -> None:
     table = Table(
         title=f"Feature freshness {_status(result.status)} at clock {result.clock[:16]}"
@@ -219,6 +247,33 @@ def print_quality(console: Console, result: QualityResult) -> None:
         console.print(f"  [bold red]✗[/] {line}", markup=True, highlight=False)
 
 
+def print_requests(console: Console, result: RequestsResult) -> None:
+    rate = result.rejection_rate
+    fallback = result.fallback_rate
+    title = (
+        f"Requests {_status(result.status)}: {result.answered:,} answered, {result.rejected:,}"
+        f" refused ({'n/a' if rate is None else f'{rate:.2%}'}), fallbacks"
+        f" {'n/a' if fallback is None else f'{fallback:.2%}'} in the last"
+        f" {result.window_hours:g} h ({result.seconds}s)"
+    )
+    console.print(title)
+    for name, counts in (
+        ("refused", result.rejections_by_reason),
+        ("fallback", result.fallbacks_by_reason),
+    ):
+        if counts:
+            console.print(
+                f"  {name}: " + ", ".join(f"{reason} {n:,}" for reason, n in counts.items())
+            )
+    if result.coverage:
+        console.print(
+            "  online-store coverage: "
+            + ", ".join(f"{v.view} {v.sampled - v.missing}/{v.sampled}" for v in result.coverage)
+        )
+    for line in result.findings:
+        console.print(f"  [bold red]✗[/] {line}", markup=True, highlight=False)
+
+
 def run_monitors(
     settings: Settings, which: Monitor = Monitor.all, console: Console | None = None
 ) -> int:
@@ -240,9 +295,11 @@ def run_monitors(
             console.print(f"[bold red]skew monitor failed[/]: {type(exc).__name__}: {exc}")
     for monitor, run, show in (
         (Monitor.performance, run_performance, print_performance),
+        (Monitor.decisions, run_decisions, print_decisions),
         (Monitor.freshness, run_freshness, print_freshness),
         (Monitor.latency, run_latency, print_latency),
         (Monitor.quality, run_quality, print_quality),
+        (Monitor.requests, run_requests, print_requests),
     ):
         if which in (Monitor.all, monitor):
             try:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from foundation.settings import Settings
 from model import registry
-from model.record import PredictionRecord
+from model.record import PredictionRecord, RejectionRecord
 
 log = logging.getLogger("fraudlab.monitoring")
 
@@ -114,7 +114,12 @@ def read_recent(
 
 
 def read_window(
-    log_dir: Path, hours: float, *, max_records: int = 200_000, current_release_only: bool = False
+    log_dir: Path,
+    hours: float,
+    *,
+    max_records: int = 200_000,
+    current_release_only: bool = False,
+    include_fallback: bool = False,
 ) -> list[PredictionRecord]:
     """Production records whose event time lies within ``hours`` of the newest, oldest first.
 
@@ -127,7 +132,7 @@ def read_window(
     newest = -math.inf
     for record in _newest_first(
         log_dir,
-        include_fallback=False,
+        include_fallback=include_fallback,
         include_synthetic=False,
         current_release_only=current_release_only,
     ):
@@ -138,6 +143,31 @@ def read_window(
         records.append(record)
     cutoff = newest - hours * 3600.0
     return sorted((r for r in records if r.event_ts >= cutoff), key=lambda r: r.event_ts)
+
+
+def read_rejections(
+    log_dir: Path, *, since_event_ts: float | None = None, include_synthetic: bool = False
+) -> list[RejectionRecord]:
+    """Requests serving refused (``rejections-*.jsonl``) whose event time is at or after
+    ``since_event_ts`` (all when None), oldest first; synthetic ones left out by default."""
+    out: list[RejectionRecord] = []
+    stop = None if since_event_ts is None else since_event_ts - OUT_OF_ORDER_S
+    for path in sorted(log_dir.glob("rejections-*.jsonl"), reverse=True):
+        for line in _reverse_lines(path):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a writer mid-flush
+            record = RejectionRecord.from_json(data, where=f"a record of {path}")
+            if stop is not None and record.event_ts < stop:
+                return sorted(out, key=lambda r: r.event_ts)
+            if record.synthetic and not include_synthetic:
+                continue
+            if since_event_ts is None or record.event_ts >= since_event_ts:
+                out.append(record)
+    return sorted(out, key=lambda r: r.event_ts)
 
 
 def by_release(records: Iterable[PredictionRecord]) -> dict[str, int]:

@@ -1,7 +1,8 @@
 """After the response: the prediction log and the velocity push, on one background thread.
 
 Owns: the prediction log files (``<prediction_log_dir>/predictions-YYYY-MM-DD.jsonl``, one per
-UTC day of logging, one JSON object per line) and pushing each scored user's new velocity state
+UTC day of logging, one JSON object per line), the rejection log beside it
+(``rejections-YYYY-MM-DD.jsonl``: requests refused with a 4xx, e.g. an unknown user) and pushing each scored user's new velocity state
 to the Feast push source ``user_velocity_push``.
 Must not: score, or compute the velocity update itself (``features.transforms.velocity_update``
 does, for the offline backfill and serving alike).
@@ -41,7 +42,7 @@ import numpy as np
 
 from features.transforms import velocity_available_at, velocity_update
 from foundation.settings import Settings
-from model.record import PredictionRecord
+from model.record import PredictionRecord, RejectionRecord
 from serving.metrics import serving_metrics
 from serving.model import RateLimitedWarning
 
@@ -87,6 +88,42 @@ def _json_default(value: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+PREDICTIONS = "predictions"
+REJECTIONS = "rejections"
+LogRecord = PredictionRecord | RejectionRecord
+
+
+class _DailyLog:
+    """One family of log files, ``<prefix>-YYYY-MM-DD.jsonl`` (UTC day of logging)."""
+
+    def __init__(self, directory: Path, prefix: str) -> None:
+        self.directory = directory
+        self.prefix = prefix
+        self._file: IO[str] | None = None
+        self._day: str | None = None
+
+    def write(self, lines: list[str]) -> None:
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        if day != self._day or self._file is None:
+            self.close()
+            self._file = (self.directory / f"{self.prefix}-{day}.jsonl").open(
+                "a", encoding="utf-8"
+            )
+            self._day = day
+        self._file.write("\n".join(lines) + "\n")
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+
 class PredictionSink:
     """A queue and the one thread that drains it into the log and the feature store."""
 
@@ -96,10 +133,12 @@ class PredictionSink:
         self.directory.mkdir(parents=True, exist_ok=True)
         # A deque, not a Queue: appending never wakes this thread, so a request costs no GIL
         # hand-over; the thread wakes on its own every FLUSH_INTERVAL_S and takes everything.
-        self._queue: deque[tuple[PredictionRecord, Any]] = deque()
+        self._queue: deque[tuple[LogRecord, Any]] = deque()
         self._stop = threading.Event()
-        self._file: IO[str] | None = None
-        self._day: str | None = None
+        self._logs = {
+            PredictionRecord: _DailyLog(self.directory, PREDICTIONS),
+            RejectionRecord: _DailyLog(self.directory, REJECTIONS),
+        }
         self._store: Any = None
         self._push_warn = RateLimitedWarning()
         # user → (state after the user's latest scored transaction, monotonic time computed)
@@ -112,6 +151,10 @@ class PredictionSink:
         self._thread.start()
 
     # --- request path -----------------------------------------------------------------
+    def submit_rejection(self, record: RejectionRecord) -> None:
+        """Hand over a refused request (answered 4xx): logged beside the predictions."""
+        self._queue.append((record, None))
+
     def submit(self, record: PredictionRecord, push: VelocityPush | None) -> None:
         """Hand over a scored request; never blocks. Updates the user's velocity state now."""
         state = self._advance(push) if push is not None else None
@@ -170,8 +213,8 @@ class PredictionSink:
                     ]
                     self._write([record for record, _ in batch])
                     self._pending.extend(state for _, state in batch if state is not None)
-                if self._file is not None:
-                    self._file.flush()
+                for daily in self._logs.values():
+                    daily.flush()
                 if self._pending and (
                     stopping
                     or time.monotonic() - last_push >= PUSH_INTERVAL_S
@@ -182,20 +225,14 @@ class PredictionSink:
                     last_push = time.monotonic()
             except Exception:  # the thread must outlive any single bad batch
                 log.exception("prediction sink failed on a batch; continuing")
-        self._close_file()
+        for daily in self._logs.values():
+            daily.close()
 
-    def _write(self, records: list[PredictionRecord]) -> None:
-        day = datetime.now(UTC).strftime("%Y-%m-%d")
-        if day != self._day:
-            self._close_file()
-            path = self.directory / f"predictions-{day}.jsonl"
-            self._file = path.open("a", encoding="utf-8")
-            self._day = day
-        assert self._file is not None
-        lines = []
+    def _write(self, records: list[LogRecord]) -> None:
+        lines: dict[type, list[str]] = {kind: [] for kind in self._logs}
         for record in records:
             try:
-                lines.append(
+                lines[type(record)].append(
                     json.dumps(
                         _json_safe(record.to_json()), default=_json_default, allow_nan=False
                     )
@@ -203,20 +240,16 @@ class PredictionSink:
             except (TypeError, ValueError) as exc:
                 self._metrics.log_records.labels(outcome="error").inc()
                 log.error(
-                    "dropped an unserialisable prediction record %s: %s",
+                    "dropped an unserialisable %s %s: %s",
+                    type(record).__name__,
                     record.request_id,
                     exc,
                 )
-        if lines:
-            self._file.write("\n".join(lines) + "\n")
-            self._metrics.log_records.labels(outcome="written").inc(len(lines))
-
-    def _close_file(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
+        for kind, written in lines.items():
+            if written:
+                self._logs[kind].write(written)
+                if kind is PredictionRecord:
+                    self._metrics.log_records.labels(outcome="written").inc(len(written))
 
     def _forget_pushed(self) -> None:
         """Drop in-memory states old enough to be in the store (pushed many intervals ago)."""

@@ -20,7 +20,7 @@ from typing import Any
 from features.transforms import build_model_inputs, to_matrix
 from foundation.settings import Settings
 from model.decision import DECISIONS, Decision, decide
-from model.record import PredictionRecord
+from model.record import PredictionRecord, RejectionRecord
 from serving.metrics import serving_metrics
 from serving.model import Champion, ServedModel, load_champion, thread_settings
 from serving.online_features import OnlineFeatures
@@ -110,6 +110,9 @@ class Scorer:
         if stored is not None:
             if stored.get("signup_ts") is None:
                 return self._reject(
+                    txn,
+                    model.version,
+                    event_ts,
                     "user_id",
                     txn.user_id,
                     "unknown_user",
@@ -118,6 +121,9 @@ class Scorer:
                 )
             if stored.get("merchant_category") is None:
                 return self._reject(
+                    txn,
+                    model.version,
+                    event_ts,
                     "merchant_id",
                     txn.merchant_id,
                     "unknown_merchant",
@@ -194,8 +200,34 @@ class Scorer:
             fallback_reason=lookup.fallback_reason,
         )
 
-    def _reject(self, field: str, value: int, reason: str, why: str) -> Rejection:
+    def _reject(
+        self,
+        txn: Transaction,
+        model_version: str,
+        event_ts: float,
+        field: str,
+        value: int,
+        reason: str,
+        why: str,
+    ) -> Rejection:
+        """Refuse the request, count it, and log it beside the predictions (never silently)."""
         self.metrics.rejected.labels(reason=reason).inc()
+        self.sink.submit_rejection(
+            RejectionRecord(
+                request_id=uuid.uuid4().hex,
+                transaction_id=txn.transaction_id,
+                logged_at=datetime.now(UTC).isoformat(),
+                event_ts=event_ts,
+                user_id=txn.user_id,
+                merchant_id=txn.merchant_id,
+                device_id=txn.device_id,
+                reason=reason,
+                field=field,
+                model_version=model_version,
+                synthetic=txn.synthetic,
+                release=self.release,
+            )
+        )
         return Rejection(field, value, reason, f"unknown {field} {value}: {why}")
 
     def _publish_version(self, old: ServedModel | None, new: ServedModel) -> None:

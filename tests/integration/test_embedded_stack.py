@@ -274,3 +274,29 @@ def test_synthetic_requests_are_logged_but_never_move_velocity_state(stack, futu
     after = by_id[second["transaction_id"]]["features"]
     assert after["velocity_1h"] == before["velocity_1h"]
     assert after["last_txn_ts"] == before["last_txn_ts"]
+
+
+def test_a_refused_request_is_logged_beside_the_predictions(stack, future) -> None:
+    """A 422 for an unknown user is counted where the monitors look, with the release that
+    refused it; answered requests name their release and schema version too."""
+    from model.record import SCHEMA_VERSION
+    from monitoring import sources
+
+    body = {**BAD_INPUTS["unknown user"], "transaction_id": "refused-1"}
+    assert stack.score(body).status_code == 422
+    deadline = time.monotonic() + 15
+    refused: list = []
+    while time.monotonic() < deadline and not refused:
+        refused = [
+            r
+            for r in sources.read_rejections(stack.settings.prediction_log_dir)
+            if r.transaction_id == "refused-1"
+        ]
+        time.sleep(0.2)
+    assert len(refused) == 1, "the refusal must be logged exactly once"
+    (record,) = refused
+    assert record.reason == "unknown_user" and record.field == "user_id"
+    assert record.user_id == 987654321 and record.release
+    answered = sources.read_log(stack.settings.prediction_log_dir, include_fallback=True)
+    assert answered and all(r.schema_version == SCHEMA_VERSION for r in answered)
+    assert all(r.release for r in answered)
