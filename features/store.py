@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from foundation.settings import Settings, get_settings
 
@@ -63,12 +67,58 @@ def open_store(settings: Settings | None = None) -> FeatureStore:
     for key, value in feast_environment(settings).items():
         os.environ[key] = value  # the settings object is the truth, not a stale variable
     settings.feast_registry.parent.mkdir(parents=True, exist_ok=True)
-    # ibis (under Feast's DuckDB offline store) calls a DuckDB method DuckDB now deprecates;
-    # the warning says nothing a fraudlab user can act on.
-    warnings.filterwarnings("ignore", message=".*fetch_arrow_table", category=DeprecationWarning)
     from feast import FeatureStore
 
+    _quiet_ibis()
     return FeatureStore(repo_path=str(FEATURE_REPO))
+
+
+def _quiet_ibis() -> None:
+    """Ignore the DeprecationWarnings ibis raises (and only those).
+
+    ibis, under Feast's DuckDB offline store, calls a DuckDB method DuckDB now deprecates: once
+    per view and materialisation, nothing a fraudlab user can act on. Added after Feast is
+    imported, because Feast's import puts a filter showing every DeprecationWarning ("once") in
+    front of the ones before it; the filter added last is the one that counts.
+    """
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis\.")
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class _PlainText:
+    """A text stream that writes to ``stream`` without ANSI escape sequences."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(ANSI_ESCAPE.sub("", text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def _colour_only_on_a_terminal() -> Iterator[None]:
+    """Feast colours its materialisation lines with raw ANSI codes whatever stdout is: in a log
+    (the simulator's, an Airflow task's, any captured output) they are escape sequences a
+    person reads around. Off a terminal they are stripped."""
+    stream = sys.stdout
+    isatty = getattr(stream, "isatty", None)
+    if stream is None or (callable(isatty) and isatty()):
+        yield
+        return
+    with redirect_stdout(_PlainText(stream)):  # type: ignore[type-var]
+        yield
 
 
 def reset(settings: Settings) -> bool:
@@ -126,10 +176,13 @@ def materialize(store: FeatureStore, end: datetime) -> None:
     views = [fv.name for fv in store.list_feature_views()]
     batch = [name for name in views if name not in CREATED_WITH_ENTITY]
     ahead = [name for name in views if name in CREATED_WITH_ENTITY]
-    if batch:
-        store.materialize_incremental(end_date=end, feature_views=batch)
-    if ahead:
-        store.materialize_incremental(end_date=end + CREATED_WITH_ENTITY_LEAD, feature_views=ahead)
+    with _colour_only_on_a_terminal():
+        if batch:
+            store.materialize_incremental(end_date=end, feature_views=batch)
+        if ahead:
+            store.materialize_incremental(
+                end_date=end + CREATED_WITH_ENTITY_LEAD, feature_views=ahead
+            )
 
 
 if __name__ == "__main__":

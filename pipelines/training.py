@@ -33,6 +33,7 @@ may still be on their way (training on them would teach the model that recent fr
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import time
 from collections.abc import Callable
@@ -290,6 +291,18 @@ def evaluation_markdown(
             rc = f"{m['recall']:.3f}" if "recall" in m else "—"
             lines.append(f"| {value} | {m['n']:.0f} | {m['positives']:.0f} | {pr} | {rc} |")
     return "\n".join(lines) + "\n"
+
+
+def decision_baseline(metrics: dict[str, dict[str, float]], y: np.ndarray) -> dict[str, Any]:
+    """What the decisions monitor compares live traffic with: the decline rate at the threshold
+    on the test split (the latest days: what the model will see first) and the fraud rate of
+    the whole training window."""
+    return {
+        "decline_rate": metrics["test"]["decline_rate"],
+        "decline_rate_split": "test",
+        "fraud_rate": float(np.mean(y)) if len(y) else float("nan"),
+        "fraud_rate_rows": len(y),
+    }
 
 
 def model_card(
@@ -595,7 +608,13 @@ def evaluate(settings: Settings, run: TrainingRun) -> dict[str, Any]:
         "parity": parity,
         "false_decline_cost": settings.false_decline_cost,
     }
-    report = {"metrics": metrics, "slices": slices, "parity": parity, "latency": latency}
+    report = {
+        "metrics": metrics,
+        "slices": slices,
+        "parity": parity,
+        "latency": latency,
+        "baseline": decision_baseline(metrics, y),
+    }
 
     bundle = run.bundle
     shutil.rmtree(bundle, ignore_errors=True)  # a retried stage starts from a clean bundle
@@ -618,6 +637,22 @@ def evaluate(settings: Settings, run: TrainingRun) -> dict[str, Any]:
     )
     run.path(TAGS_FILE).write_text(json.dumps(tags, indent=2))
     return report
+
+
+def model_environment() -> dict[str, Any]:
+    """The environment MLflow records with the model (``conda.yaml``, ``requirements.txt``).
+
+    Given whole, because with ``pip_requirements`` MLflow writes ``conda.yaml`` itself and pins
+    the installed pip there: a uv environment has no pip, and every registration warned "Failed
+    to resolve installed pip version". The packages are the same (MLflow adds its own pin, as it
+    did); pip stays unpinned, as MLflow wrote it. Serving never builds this environment: it
+    loads the ONNX file from the bundle with onnxruntime.
+    """
+    return {
+        "name": "mlflow-env",
+        "channels": ["conda-forge"],
+        "dependencies": [f"python={platform.python_version()}", "pip", {"pip": ["onnxruntime"]}],
+    }
 
 
 def register(settings: Settings, run: TrainingRun, alias: str = CHALLENGER) -> str:
@@ -671,7 +706,7 @@ def register(settings: Settings, run: TrainingRun, alias: str = CHALLENGER) -> s
             onnx.load(str(run.bundle / ONNX_FILE)),
             name="model",
             registered_model_name=settings.model_name,
-            pip_requirements=["onnxruntime"],
+            conda_env=model_environment(),  # explicit: no time spent inferring requirements
             onnx_execution_providers=["CPUExecutionProvider"],
         )
         run_id = active.info.run_id

@@ -127,3 +127,30 @@ def test_a_run_keeps_the_parameters_it_started_with(settings) -> None:
     assert loaded.lgbm_params["num_leaves"] == 4
     assert loaded.lgbm_params["learning_rate"] == training.LGBM_PARAMS["learning_rate"]
     assert loaded.num_boost_round == 7
+
+
+def test_registering_a_model_records_its_environment_without_a_warning(
+    settings, finished_run, tmp_path, monkeypatch
+) -> None:
+    """MLflow warned "Failed to resolve installed pip version" on every registration (a uv
+    environment has no pip); the model's requirements are still onnxruntime and MLflow."""
+    import logging
+
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)  # a local store's artifacts land in ./mlruns
+    local = settings.model_copy(update={"mlflow_tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"})
+    run = training.TrainingRun.load(shutil.copytree(finished_run.directory, tmp_path / "run"))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("mlflow")  # MLflow's loggers do not propagate to the root
+    logger.addHandler(handler)
+    try:
+        version = training.register(local, run)
+    finally:
+        logger.removeHandler(handler)
+    assert version == "1"
+    assert not [r.getMessage() for r in records if "pip" in r.getMessage()]
+    requirements = mlflow.artifacts.load_text(f"models:/{local.model_name}/1/requirements.txt")
+    assert requirements.split() == [f"mlflow=={mlflow.__version__}", "onnxruntime"]
