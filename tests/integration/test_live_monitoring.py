@@ -153,7 +153,7 @@ def test_a_serving_transform_that_differs_from_training_is_caught_by_the_skew_ch
     mine = [
         r
         for r in sources.read_recent(settings.prediction_log_dir, 5_000)
-        if r["transaction_id"] in sent
+        if r.transaction_id in sent
     ]
     assert len(mine) == N_CENTS
     bundle = sources.load_champion(settings)

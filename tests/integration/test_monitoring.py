@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def _in_order(settings) -> list[dict]:
     records = sources.read_recent(settings.prediction_log_dir, 100_000)
-    return [r for r in records if str(r["transaction_id"]).startswith("it-")]
+    return [r for r in records if str(r.transaction_id).startswith("it-")]
 
 
 @pytest.fixture(scope="module")

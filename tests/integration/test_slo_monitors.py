@@ -43,7 +43,7 @@ def _wait_logged(settings, prefix: str, n: int) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         logged = sources.read_log(settings.prediction_log_dir, include_synthetic=True)
-        if sum(str(r["transaction_id"]).startswith(prefix) for r in logged) >= n:
+        if sum(str(r.transaction_id).startswith(prefix) for r in logged) >= n:
             return
         time.sleep(0.2)
     raise AssertionError(f"fewer than {n} '{prefix}' records reached the log")
@@ -105,7 +105,7 @@ def test_freshness_is_ok_on_a_healthy_stack(stack, monitored) -> None:
     production = [
         r
         for r in sources.read_log(stack.settings.prediction_log_dir)
-        if not str(r["transaction_id"]).startswith("slo-")
+        if not str(r.transaction_id).startswith("slo-")
     ]
     if production:  # other files' in-order replays: their pushes must be online
         assert velocity["status"] == "ok", velocity
@@ -160,7 +160,7 @@ def test_performance_reports_label_maturity_instead_of_judging_fresh_traffic(
     run_dir, _ = monitored
     report = _report(run_dir, "performance")
     logged = sources.read_log(stack.settings.prediction_log_dir, include_fallback=True)
-    ids = [r["transaction_id"] for r in logged]
+    ids = [r.transaction_id for r in logged]
     distinct = {str(t) for t in ids if t is not None}
     without_id = sum(t is None for t in ids)
     # each transaction once (its first decision); an id that is no transaction cannot be labelled
