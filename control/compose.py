@@ -574,7 +574,7 @@ def summary(settings: Settings) -> dict:
     summary``): prediction log, labels, clock, traffic progress."""
     from control.stack import traffic_state
 
-    files = sorted(settings.prediction_log_dir.glob("*.jsonl"))
+    files = sorted(settings.prediction_log_dir.glob("predictions-*.jsonl"))
     found: dict = {
         "prediction_files": len(files),
         "prediction_bytes": sum(f.stat().st_size for f in files),

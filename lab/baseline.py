@@ -311,10 +311,7 @@ def take(settings: Settings) -> dict[str, Any]:
         "release": release.id if release else None,
         "home_files": saved_files,
         "traffic_running": _traffic_running(settings),
-        "prediction_log": {
-            p.name: p.stat().st_size
-            for p in settings.prediction_log_dir.glob("predictions-*.jsonl")
-        },
+        "prediction_log": {p.name: p.stat().st_size for p in _request_logs(settings)},
     }
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.rmtree(target, ignore_errors=True)
@@ -332,11 +329,18 @@ def _traffic_running(settings: Settings) -> bool:
     return stack.running(settings, "traffic") is not None
 
 
+def _request_logs(settings: Settings) -> list[Path]:
+    """The request logs serving writes: predictions, and the rejections logged beside them."""
+    directory = settings.prediction_log_dir
+    return sorted([*directory.glob("predictions-*.jsonl"), *directory.glob("rejections-*.jsonl")])
+
+
 def _archive_new_predictions(settings: Settings, sizes: dict[str, int], stamp: str) -> int:
-    """Move prediction records written since the snapshot into the archive; bytes moved."""
+    """Move prediction (and rejection) records written since the snapshot into the archive;
+    bytes moved."""
     archive = settings.prediction_log_dir / "archive" / stamp
     moved = 0
-    for path in sorted(settings.prediction_log_dir.glob("predictions-*.jsonl")):
+    for path in _request_logs(settings):
         keep = sizes.get(path.name, 0)
         size = path.stat().st_size
         if size <= keep:
