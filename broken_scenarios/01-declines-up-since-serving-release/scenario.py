@@ -186,9 +186,7 @@ def _replay_hours(ctx: ScenarioContext) -> float:
     """Simulated hours until ``REPLAYED_REQUESTS`` upcoming transactions have happened."""
     import pandas as pd
 
-    from pipelines.data import read_clock
-
-    clock = read_clock(ctx.settings)
+    clock = ctx.clock()
     times = pd.read_parquet(
         ctx.settings.data_dir / "transactions.parquet", columns=["event_timestamp"]
     )["event_timestamp"]
@@ -203,12 +201,9 @@ def _replay_hours(ctx: ScenarioContext) -> float:
 def _bundle(ctx: ScenarioContext, version: str, cache: dict[str, Any]) -> Any:
     """The bundle of a registered version (downloaded once per verify), with its session."""
     if version not in cache:
-        from model import registry
         from model.export import onnx_session
 
-        settings = ctx.settings
-        run_id = registry.client(settings).get_model_version(settings.model_name, version).run_id
-        bundle = registry.download_bundle(settings, version, run_id, ctx.work_dir / "bundles")
+        bundle = ctx.model_bundle(version)
         cache[version] = (bundle, onnx_session(bundle.onnx_path.read_bytes()))
     return cache[version]
 
@@ -222,7 +217,6 @@ def compare(
     import numpy as np
 
     from features.transforms import REQUEST_FIELDS, build_model_inputs, to_matrix
-    from monitoring.skew import values_differ
 
     inputs_differ, scores_differ = [], []
     for record in records:
@@ -236,7 +230,7 @@ def compare(
         wrong = [
             f"{name} {logged.get(name)!r} vs {float(rebuilt[name][0])!r}"
             for name in bundle.feature_order
-            if name not in logged or values_differ(logged[name], float(rebuilt[name][0]))[0]
+            if name not in logged or ctx.values_differ(logged[name], float(rebuilt[name][0]))
         ]
         if wrong:
             inputs_differ.append(f"{record.request_id}: {'; '.join(wrong[:4])}")
@@ -255,11 +249,8 @@ def _probe(ctx: ScenarioContext) -> list[dict[str, Any]]:
     """Score ``PROBES`` synthetic transactions now; their prediction-log records."""
     import httpx
 
-    from monitoring import sources
-    from traffic.loadtest import write_payloads
-
     path = ctx.work_dir / "probe.jsonl"
-    write_payloads(ctx.settings, path, n=PROBES)
+    ctx.write_synthetic_requests(path, PROBES)
     started = datetime.now(UTC)
     ids: set[str] = set()
     with httpx.Client(base_url=ctx.settings.serving_base_url, timeout=10.0) as client:
@@ -271,8 +262,7 @@ def _probe(ctx: ScenarioContext) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 10.0
     while len(found) < len(ids) and time.monotonic() < deadline:
         time.sleep(0.3)  # the log is flushed every 0.1 s by serving's background thread
-        for record in sources.iter_log(
-            ctx.settings.prediction_log_dir,
+        for record in ctx.prediction_log(
             logged_since=started,
             include_fallback=True,
             include_synthetic=True,
@@ -284,16 +274,10 @@ def _probe(ctx: ScenarioContext) -> list[dict[str, Any]]:
 
 def _production_since_start(ctx: ScenarioContext) -> list[dict[str, Any]]:
     """Production requests (not synthetic, not fallbacks) serving scored since it started."""
-    from control import stack
-    from monitoring import sources
-
-    started = stack.running(ctx.settings, "serving")
+    started = ctx.serving_started_at()
     if started is None:
         return []
-    records = sources.iter_log(
-        ctx.settings.prediction_log_dir,
-        logged_since=datetime.fromtimestamp(started.started_at, UTC),
-    )
+    records = ctx.prediction_log(logged_since=datetime.fromtimestamp(started, UTC))
     return [r for _, r in zip(range(ctx.settings.skew_sample), records, strict=False)]
 
 
@@ -308,12 +292,10 @@ def _skew_report(ctx: ScenarioContext) -> dict[str, Any] | None:
 def inject(ctx: ScenarioContext) -> None:
     if ctx.private.get("injected"):
         return
-    from foundation.settings import REPO_ROOT
-
     ctx.private["ticket"] = f"RISK-{ctx.rng.randint(1200, 1999)}"
     ctx.private["reporter"] = ctx.rng.choice(["Amara (Fraud Operations)", "Jonas (Risk)"])
     change = str(ctx.variant["change"])
-    source = (REPO_ROOT / SCORER).read_text()
+    source = ctx.read_stack_code(SCORER)
     release = ctx.deploy({SCORER: patched_scorer(change, source)})
     ctx.private["release"] = release
     hours = _replay_hours(ctx)
@@ -412,14 +394,11 @@ def reference_fix(ctx: ScenarioContext) -> None:
 
 def wrong_fix(ctx: ScenarioContext) -> None:
     """Retrain and promote a new model: the release still feeds it skewed inputs."""
-    from control import stack
-    from model import registry
-
     ctx.fraudlab("train")  # registers the new version as champion
-    found = registry.resolve_alias(ctx.settings)
+    found = ctx.champion()
     assert found is not None
     ctx.wait_for(
-        lambda: stack.served_model_version(ctx.settings) == found[0],
+        lambda: ctx.served_model_version() == found[0],
         timeout_s=120,
         what=f"serving on the retrained model v{found[0]}",
     )

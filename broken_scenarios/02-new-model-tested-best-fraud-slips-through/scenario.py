@@ -45,28 +45,20 @@ def _service(ctx: ScenarioContext) -> str:
 def _cache_key(ctx: ScenarioContext) -> str:
     """The cached model fits one world, one table layout and one transform."""
     from features.transforms import TRANSFORM_VERSION
-    from pipelines.data import read_meta
-    from pipelines.feature_tables import FEATURE_TABLES_VERSION
 
-    world = read_meta(ctx.settings)["transactions_hash"]
-    return f"model:{_service(ctx)}:{world}:{FEATURE_TABLES_VERSION}:{TRANSFORM_VERSION}"
+    world = ctx.world_meta()["transactions_hash"]
+    return f"model:{_service(ctx)}:{world}:{ctx.feature_tables_version}:{TRANSFORM_VERSION}"
 
 
 def _train_into_cache(ctx: ScenarioContext, archive: Path) -> None:
     """Train on the variant's feature service (the training stages `fraudlab train` runs) and
     keep the run directory, minus its training set, as an archive."""
-    from pipelines import training
-
-    settings = ctx.settings.model_copy(update={"feature_service": _service(ctx)})
-    run = training.start_run(settings, reason="manual")
-    try:
-        training.validate_raw_data(settings, run)
-        training.write_training_set(settings, run)
-        training.train(settings, run)
-        training.evaluate(settings, run)
-        ctx.keep_run(run.directory, archive, skip={training.TRAINING_SET_FILE})
-    finally:
-        shutil.rmtree(run.directory, ignore_errors=True)
+    ctx.train_and_keep_run(
+        archive,
+        reason="manual",
+        overrides={"feature_service": _service(ctx)},
+        keep_training_set=False,
+    )
 
 
 def _prebuilt_run(ctx: ScenarioContext) -> Path:
@@ -94,21 +86,10 @@ def _decisions(ctx: ScenarioContext) -> dict[str, float]:
 
 
 def _test_metrics(ctx: ScenarioContext, version: str) -> dict[str, float]:
-    from model.registry import client
-
-    mlflow = client(ctx.settings)
+    mlflow = ctx.registry_client()
     run_id = mlflow.get_model_version(ctx.settings.model_name, version).run_id
     metrics = mlflow.get_run(run_id).data.metrics
     return {k.removeprefix("test_"): v for k, v in metrics.items() if k.startswith("test_")}
-
-
-def _champion_bundle(ctx: ScenarioContext):
-    from model.registry import CHAMPION, download_bundle, resolve_alias
-
-    found = resolve_alias(ctx.settings, CHAMPION)
-    if found is None:
-        return None
-    return download_bundle(ctx.settings, found[0], found[1], ctx.work_dir / "bundles")
 
 
 # --- the verbs ---------------------------------------------------------------------------------
@@ -117,18 +98,13 @@ def _champion_bundle(ctx: ScenarioContext):
 def inject(ctx: ScenarioContext) -> None:
     if ctx.private.get("version"):
         return
-    from model.registry import CHALLENGER
-    from pipelines import training
-    from pipelines.gates import move_champion
-
-    settings = ctx.settings
     ctx.remember_history()
-    run = training.TrainingRun.load(_prebuilt_run(ctx))
+    run_directory = _prebuilt_run(ctx)
     try:
-        version = training.register(settings, run, CHALLENGER)
+        version = ctx.register_run(run_directory)
     finally:
-        shutil.rmtree(run.directory.parent, ignore_errors=True)  # MLflow holds it now
-    previous = move_champion(settings, version)  # the gates' own alias move, without the gates
+        shutil.rmtree(run_directory.parent, ignore_errors=True)  # MLflow holds it now
+    previous = ctx.make_champion(version)  # the gates' own alias move, without the gates
     ctx.private.update(version=version, previous=previous)
     ctx.log(f"registered v{version} ({_service(ctx)}) and made it champion over v{previous}")
     ctx.serving_follows(version, SERVING_FOLLOWS_S)
@@ -161,14 +137,11 @@ def inject(ctx: ScenarioContext) -> None:
 
 
 def verify(ctx: ScenarioContext) -> list[Check]:
-    from control import stack
-    from pipelines import gates
-
-    bundle = _champion_bundle(ctx)
+    bundle = ctx.champion_bundle()
     if bundle is None:
         return [Check("the registry names a model for production", False, "no champion alias")]
-    screened = gates.screen(ctx.settings, bundle)
-    served = stack.served_model_version(ctx.settings)
+    screened = ctx.screen_model(bundle)
+    served = ctx.served_model_version()
     return [
         Check(
             "the model in production passes, on a fresh holdout, the promotion gates a "
@@ -200,18 +173,15 @@ def symptom(ctx: ScenarioContext) -> list[Check]:
     """The stack's own records: the prediction log's decisions by the new champion decline far
     less than the previous model's test split did, and the champion's MLflow card beats its
     predecessor's. (The drift monitor's verdict depends on the world's size: see the notes.)"""
-    from model.registry import CHAMPION, resolve_alias
-    from monitoring.sources import iter_log
-
     version = ctx.private["version"]
     decisions = [
         r.decision
-        for r in iter_log(ctx.settings.prediction_log_dir, include_fallback=True)
+        for r in ctx.prediction_log(include_fallback=True)
         if str(r.model_version) == version
     ]
     live_share = decisions.count("decline") / max(len(decisions), 1)
     old_share = float(ctx.private["old_decline_share"].rstrip("%")) / 100
-    champion = resolve_alias(ctx.settings, CHAMPION)
+    champion = ctx.champion()
     card = _test_metrics(ctx, version)
     old = _test_metrics(ctx, ctx.private["previous"])
     return [
@@ -232,19 +202,15 @@ def symptom(ctx: ScenarioContext) -> list[Check]:
 
 def reference_fix(ctx: ScenarioContext) -> None:
     """`make rollback`, then serving picks the previous champion up."""
-    from model.registry import CHAMPION, resolve_alias
-
     ctx.fraudlab("rollback")
-    ctx.serving_follows(resolve_alias(ctx.settings, CHAMPION)[0], SERVING_FOLLOWS_S)
+    ctx.serving_follows(ctx.champion()[0], SERVING_FOLLOWS_S)
 
 
 def wrong_fix(ctx: ScenarioContext) -> None:
     """Retrain on the same feature service and make that the champion (fresher, still leaky)."""
-    from model.registry import CHAMPION, resolve_alias
-
     ctx.run(
         [sys.executable, "-m", "fraudlab.cli", "train"],
         env={**ctx.env(), "FRAUDLAB_FEATURE_SERVICE": _service(ctx)},
         timeout=600,
     )
-    ctx.serving_follows(resolve_alias(ctx.settings, CHAMPION)[0], SERVING_FOLLOWS_S)
+    ctx.serving_follows(ctx.champion()[0], SERVING_FOLLOWS_S)

@@ -61,12 +61,10 @@ MAX_GENERATED_AMOUNT = 20_000.0
 def onset(ctx: ScenarioContext) -> pd.Timestamp:
     """T0: 40 % of the way into the days a retrain can train on (warm-up to label maturity),
     and at least eight days after the warm-up so that a model trained before it has a window."""
-    from pipelines.data import read_meta
-    from pipelines.training import WARMUP_DAYS
-
-    start = pd.Timestamp(read_meta(ctx.settings)["start"])
-    usable = ctx.settings.history_days - ctx.settings.label_maturity_days - WARMUP_DAYS
-    return start + pd.Timedelta(days=WARMUP_DAYS + max(8, round(0.4 * usable)))
+    warmup = ctx.training_warmup_days
+    start = pd.Timestamp(ctx.world_meta()["start"])
+    usable = ctx.settings.history_days - ctx.settings.label_maturity_days - warmup
+    return start + pd.Timedelta(days=warmup + max(8, round(0.4 * usable)))
 
 
 def _pick_merchants(
@@ -90,10 +88,13 @@ def change_world(
     shift: str,
     size: int,
     rng: np.random.Generator,
+    category_amounts: tuple[np.ndarray, np.ndarray],
 ) -> pd.DataFrame:
-    """The transactions with legitimate purchases from ``t0`` on changed by ``shift``."""
-    from pipelines.generate import CATEGORY_LOG_MEAN, CATEGORY_LOG_SIGMA, MERCHANT_CATEGORIES
+    """The transactions with legitimate purchases from ``t0`` on changed by ``shift``; moved
+    purchases get amounts from the world generator's ``category_amounts`` (log mean, sigma)."""
+    from features.vocabulary import MERCHANT_CATEGORIES
 
+    log_mean, log_sigma = category_amounts
     txns = txns.copy()
     rows = np.flatnonzero(
         (txns["event_timestamp"] >= t0).to_numpy() & (txns["is_fraud"].to_numpy() == 0)
@@ -109,7 +110,7 @@ def change_world(
         merchant[moved] = _pick_merchants(rng, merchants, categories)
         txns["merchant_id"] = merchant
         index = np.array([MERCHANT_CATEGORIES.index(c) for c in categories], dtype=int)
-        amount[moved] = np.exp(rng.normal(CATEGORY_LOG_MEAN[index], CATEGORY_LOG_SIGMA[index]))
+        amount[moved] = np.exp(rng.normal(log_mean[index], log_sigma[index]))
     elif shift == "device_churn":
         users = txns["user_id"].to_numpy()
         everyone = np.unique(users)
@@ -125,33 +126,13 @@ def change_world(
     return txns
 
 
-def rematerialise(ctx: ScenarioContext, since: pd.Timestamp) -> list[str]:
-    """Load the rebuilt batch views into the online store from ``since`` to the clock."""
-    from features.store import CREATED_WITH_ENTITY, apply_definitions, open_store
-    from pipelines.data import read_clock
-
-    store = open_store(ctx.settings)
-    apply_definitions(store, ctx.settings)
-    views = [
-        fv.name
-        for fv in store.list_feature_views()
-        if dict(fv.tags).get("kind", "batch") == "batch" and fv.name not in CREATED_WITH_ENTITY
-    ]
-    clock = read_clock(ctx.settings)
-    store.materialize(
-        start_date=since.to_pydatetime(), end_date=clock.to_pydatetime(), feature_views=views
-    )
-    return views
-
-
 # --- the model from before T0 -----------------------------------------------------------------
 
 
 def _cache_key(ctx: ScenarioContext, t0: pd.Timestamp) -> str:
     from features.transforms import TRANSFORM_VERSION
-    from pipelines.data import read_meta
 
-    world = read_meta(ctx.settings)["transactions_hash"]
+    world = ctx.world_meta()["transactions_hash"]
     return f"model-{world}-{t0:%Y%m%d}-{TRANSFORM_VERSION}-{ctx.settings.feature_service}"
 
 
@@ -159,45 +140,26 @@ def stale_run(ctx: ScenarioContext, t0: pd.Timestamp) -> Path:
     """A training run as of T0 + label maturity (its window ends at T0), built once with
     training's own stages and kept in the lab's cache (``ctx.keep_run``); returns the
     archive."""
-    from pipelines import training
-
     archive = ctx.cache_dir(_cache_key(ctx, t0)) / "artifact.hex"
     if archive.exists():
         return archive
     clock = t0 + pd.Timedelta(days=ctx.settings.label_maturity_days)
-    run = training.start_run(ctx.settings, reason="weekly", clock=clock)
-    try:
-        training.validate_raw_data(ctx.settings, run)
-        training.write_training_set(ctx.settings, run)
-        training.train(ctx.settings, run)
-        training.evaluate(ctx.settings, run)
-        ctx.keep_run(run.directory, archive)
-    finally:
-        shutil.rmtree(run.directory, ignore_errors=True)
+    ctx.train_and_keep_run(archive, reason="weekly", clock=clock)
     return archive
 
 
 def register_stale(ctx: ScenarioContext, archive: Path) -> tuple[str, str]:
     """Register the cached run as the champion (unpacked among the stack's training runs, as
     the run that produced it left it); clear the aliases a rollback or promote would use."""
-    from model.registry import CHALLENGER, CHAMPION, client, resolve_alias
-    from pipelines import training
-    from pipelines.gates import PREVIOUS_CHAMPION
-
     source = ctx.unpack_run(archive, "run")
     directory = ctx.settings.training_dir / source.name
     if directory.exists():
         directory = ctx.settings.training_dir / f"{source.name}-{ctx.rng.randint(1000, 9999)}"
     ctx.settings.training_dir.mkdir(parents=True, exist_ok=True)
     shutil.move(str(source), directory)
-    (directory / training.REGISTERED_FILE).unlink(missing_ok=True)
-    run = training.TrainingRun.load(directory)
-    version = training.register(ctx.settings, run, CHAMPION)
-    registry = client(ctx.settings)
-    for alias in (PREVIOUS_CHAMPION, CHALLENGER):
-        if resolve_alias(ctx.settings, alias) is not None:
-            registry.delete_registered_model_alias(ctx.settings.model_name, alias)
-    found = resolve_alias(ctx.settings, CHAMPION)
+    version = ctx.register_run(directory, champion=True)
+    ctx.delete_aliases_except_champion()
+    found = ctx.champion()
     assert found is not None and found[0] == version
     return found
 
@@ -208,11 +170,9 @@ def register_stale(ctx: ScenarioContext, archive: Path) -> tuple[str, str]:
 def inject(ctx: ScenarioContext) -> None:
     if ctx.private.get("injected"):
         return
-    from pipelines import data, tasks
-
     settings = ctx.settings
     t0 = onset(ctx)
-    clock = data.read_clock(settings)
+    clock = ctx.clock()
     if t0 + pd.Timedelta(days=MIN_DAYS_SEEN) > clock - pd.Timedelta(
         days=settings.label_maturity_days
     ):
@@ -223,8 +183,8 @@ def inject(ctx: ScenarioContext) -> None:
 
     # the paced simulator holds the transactions it replays in memory: it restarts on the new ones
     was_running = ctx.stop_traffic()
-    txns = data.read_raw(settings, "transactions")
-    merchants = data.read_raw(settings, "merchants")
+    txns = ctx.read_raw("transactions")
+    merchants = ctx.read_raw("merchants")
     changed = change_world(
         txns,
         merchants,
@@ -232,17 +192,18 @@ def inject(ctx: ScenarioContext) -> None:
         str(ctx.variant["shift"]),
         int(ctx.variant["size"]),
         np.random.default_rng(ctx.seed),
+        ctx.category_amounts(),
     )
-    changed.to_parquet(settings.data_dir / "transactions.parquet", index=False)
-    rows = data.build_feature_tables(settings)
-    views = rematerialise(ctx, t0)
+    ctx.write_raw("transactions", changed)
+    rows = ctx.rebuild_feature_tables()
+    views = ctx.rematerialise(t0)
     ctx.log(f"T0 {t0}: {ctx.variant.values()}; tables {rows}; re-materialised {views}")
 
     ctx.private["signature"] = world_signature(ctx, t0)
     version, run_id = register_stale(ctx, cached)
     ctx.private["stale_version"], ctx.private["stale_run"] = version, run_id
     ctx.private["registered_ms"] = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
-    tasks.reload_serving(settings, version)
+    ctx.reload_serving(version)
     ctx.fast_forward(24)
     if was_running:
         ctx.start_traffic()
@@ -251,24 +212,20 @@ def inject(ctx: ScenarioContext) -> None:
 
 def world_signature(ctx: ScenarioContext, t0: pd.Timestamp) -> str:
     """A hash of what the change rewrites (amounts, merchants, devices from T0 on)."""
-    from pipelines.data import frame_hash, read_raw
-
-    txns = read_raw(ctx.settings, "transactions")
+    txns = ctx.read_raw("transactions")
     after = txns.loc[
         txns["event_timestamp"] >= t0, ["txn_id", "amount", "merchant_id", "device_id"]
     ]
-    return frame_hash(after.reset_index(drop=True))
+    return ctx.data_hash(after.reset_index(drop=True))
 
 
 def verify(ctx: ScenarioContext) -> list[Check]:
-    from control import stack
-    from model.registry import client, download_bundle, load_alias, version_tags
-    from pipelines.gates import evaluate_gates
-
-    settings = ctx.settings.reloaded()
+    settings = ctx.settings
     checks = []
-    champion = load_alias(settings, ctx.work_dir / "bundles")
-    served = stack.served_model_version(settings)
+    champion = ctx.champion_bundle()
+    if champion is None:
+        raise LookupError(f"model '{settings.model_name}' has no champion version")
+    served = ctx.served_model_version()
     checks.append(
         Check(
             "serving runs the champion",
@@ -280,7 +237,7 @@ def verify(ctx: ScenarioContext) -> list[Check]:
     t0 = pd.Timestamp(ctx.private["t0"]) if ctx.private.get("t0") else None
     changed = t0 is not None and world_signature(ctx, t0) == ctx.private.get("signature")
     window = champion.spec["train_window"]
-    registered = client(settings).get_model_version(settings.model_name, champion.version)
+    registered = ctx.registry_client().get_model_version(settings.model_name, champion.version)
     after_break = int(registered.creation_timestamp) > int(ctx.private.get("registered_ms", 0))
     reaches = t0 is None or pd.Timestamp(window[1]) >= t0 + pd.Timedelta(days=MIN_DAYS_SEEN)
     current = champion.run_id != stale_run and (not changed or (after_break and reaches))
@@ -305,9 +262,9 @@ def verify(ctx: ScenarioContext) -> list[Check]:
             )
         )
         return checks
-    before = download_bundle(settings, stale, stale_run, ctx.work_dir / "bundles")
-    evidence = version_tags(settings, champion.version).get("data_validation")
-    report = evaluate_gates(settings, before, champion, evidence)
+    before = ctx.model_bundle(stale, stale_run)
+    evidence = (registered.tags or {}).get("data_validation")
+    report = ctx.gate_report(before, champion, evidence)
     failed = [f"{g['name']}: {g['summary']}" for g in report["gates"] if not g["passed"]]
     quality = next(g for g in report["gates"] if g["name"] == "quality")
     checks.append(
@@ -334,9 +291,7 @@ SHIFTED_INPUTS = {
 
 
 def symptom(ctx: ScenarioContext) -> list[Check]:
-    from monitoring.drift import run_drift
-
-    result = run_drift(ctx.settings.reloaded())
+    result = ctx.run_drift_monitor()
     alerting = {c.column for c in result.columns if c.status == "alert"}
     expected = set(SHIFTED_INPUTS[str(ctx.variant["shift"])])
     return [
@@ -350,9 +305,7 @@ def symptom(ctx: ScenarioContext) -> list[Check]:
 
 def wrong_fix(ctx: ScenarioContext) -> None:
     """Silence the alert: a PSI alert threshold above anything the monitor reports."""
-    from monitoring.drift import run_drift
-
-    result = run_drift(ctx.settings.reloaded())
+    result = ctx.run_drift_monitor()
     highest = max((c.psi or 0.0) for c in result.columns) if result.columns else 1.0
     ctx.fraudlab("config", "set", f"psi_alert={math.ceil(highest * 12) / 10}")
 

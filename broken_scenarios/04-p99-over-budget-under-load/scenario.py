@@ -113,11 +113,9 @@ def release_changes(cause: str, read: Any) -> dict[str, str]:
 
 
 def _bodies(ctx: ScenarioContext) -> list[bytes]:
-    from traffic.loadtest import write_payloads
-
     path = ctx.work_dir / "requests.jsonl"
     if not path.exists():
-        write_payloads(ctx.settings, path, n=int(PROBE_RPS * PROBE_S) + 200)
+        ctx.write_synthetic_requests(path, int(PROBE_RPS * PROBE_S) + 200)
     return [line.encode() for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -129,20 +127,15 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 def probe(ctx: ScenarioContext) -> dict[str, Any]:
     """A bounded synthetic load on serving: p50/p99 from the prediction log and the client."""
-    from bench import load
-    from monitoring import sources
-
-    url = ctx.settings.serving_base_url
     bodies = _bodies(ctx)
-    load.closed_loop(url, "/score", bodies[-100:], 1, 1.0)  # warm connections and caches
+    ctx.score_closed_loop(bodies[-100:], 1, 1.0)  # warm connections and caches
     started = datetime.now(UTC)
-    result = load.open_loop(url, "/score", bodies, PROBE_RPS, PROBE_S)
+    result = ctx.score_open_loop(bodies, PROBE_RPS, PROBE_S)
     ended = datetime.now(UTC)
     time.sleep(0.5)  # serving's background thread flushes the log every 0.1 s
     latencies = [
         float(r.latency_ms)
-        for r in sources.iter_log(
-            ctx.settings.prediction_log_dir,
+        for r in ctx.prediction_log(
             logged_since=started,
             include_fallback=True,
             include_synthetic=True,
@@ -194,8 +187,6 @@ def _describe(p: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
 def inject(ctx: ScenarioContext) -> None:
     if ctx.private.get("injected"):
         return
-    from foundation.settings import REPO_ROOT
-
     ctx.private["ticket"] = f"OPS-{ctx.rng.randint(3000, 3999)}"
     ctx.private["reporter"] = ctx.rng.choice(["Lena (Payments SRE)", "Tomás (Checkout team)"])
     ctx.private["budget_ms"] = ctx.settings.reloaded().latency_budget_ms
@@ -212,7 +203,7 @@ def inject(ctx: ScenarioContext) -> None:
         ctx.set_config(**THREADS)
         ctx.restart_serving()
     else:
-        ctx.deploy(release_changes(cause, lambda path: (REPO_ROOT / path).read_text()))
+        ctx.deploy(release_changes(cause, ctx.read_stack_code))
     ctx.private["injected"] = True
 
 

@@ -28,31 +28,11 @@ from lab import Check, ScenarioContext
 JOB = "fraudlab_materialize"
 
 
-def _batch_freshness(ctx: ScenarioContext):
-    """The freshness monitor's verdict on every batch view at the clock (no report written)."""
-    from features.store import open_store
-    from monitoring.freshness import PUSH, compute_freshness, view_states
-    from pipelines.data import read_clock
-
-    settings = ctx.settings.reloaded()
-    result = compute_freshness(
-        view_states(open_store(settings)),
-        read_clock(settings),
-        None,
-        alert_after_s=settings.freshness_alert_after_hours * 3600.0,
-        push_alert_share=settings.freshness_push_alert_share,
-    )
-    return result, [v for v in result.views if v.kind != PUSH]
-
-
 def _job_runs(ctx: ScenarioContext) -> Check:
-    from pipelines import schedules
-
-    runs = schedules.active(ctx.settings, JOB)
     return Check(
         "the nightly refresh of the online store runs at the next simulated midnight",
-        runs,
-        "; ".join(schedules.describe(ctx.settings)),
+        ctx.schedule_active(JOB),
+        "; ".join(ctx.describe_schedules()),
     )
 
 
@@ -64,19 +44,16 @@ def nightly_job_runs(ctx: ScenarioContext) -> Check:
 def inject(ctx: ScenarioContext) -> None:
     if ctx.private.get("injected"):
         return
-    from pipelines import schedules
-    from pipelines.data import read_clock
-
     ctx.private["ticket"] = f"FRAUD-{ctx.rng.randint(400, 999)}"
-    clock = read_clock(ctx.settings)
-    _, views = _batch_freshness(ctx)
+    clock = ctx.clock()
+    _, views = ctx.judge_freshness()
     ends = [pd.Timestamp(v.materialized_until) for v in views if v.materialized_until]
     # the nightly job last ran at the latest midnight the batch views reached (not user_profile,
     # which is loaded a day ahead)
     last_run = min(ends) if ends else clock.floor("D")
     target = last_run + pd.Timedelta(hours=int(ctx.variant["hours_stale"]))
     hours = max(0.0, (target - clock).total_seconds() / 3600.0)
-    schedules.pause(ctx.settings, JOB)
+    ctx.pause_schedule(JOB)
     ctx.log(f"paused {JOB} at clock {clock}; fast-forwarding {hours:.1f} h to {target}")
     if hours > 0:
         ctx.fast_forward(math.ceil(hours * 10) / 10)
@@ -84,7 +61,7 @@ def inject(ctx: ScenarioContext) -> None:
 
 
 def verify(ctx: ScenarioContext) -> list[Check]:
-    result, views = _batch_freshness(ctx)
+    result, views = ctx.judge_freshness()
     stale = [f"{v.view} {v.status}: {v.detail}" for v in views if v.status != "ok"]
     return [
         Check(
@@ -97,9 +74,7 @@ def verify(ctx: ScenarioContext) -> list[Check]:
 
 
 def reset(ctx: ScenarioContext) -> None:
-    from pipelines import schedules
-
-    schedules.resume(ctx.settings, JOB)
+    ctx.resume_schedule(JOB)
 
 
 # --- tests only ------------------------------------------------------------------------------

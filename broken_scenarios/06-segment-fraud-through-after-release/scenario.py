@@ -64,12 +64,10 @@ def _category(ctx: ScenarioContext) -> str:
 
 def _cache(ctx: ScenarioContext) -> Path:
     from features.transforms import TRANSFORM_VERSION
-    from pipelines.data import read_meta
-    from pipelines.feature_tables import FEATURE_TABLES_VERSION
 
-    world = read_meta(ctx.settings)["transactions_hash"]
+    world = ctx.world_meta()["transactions_hash"]
     return ctx.cache_dir(
-        f"model:{_category(ctx)}:{world}:{FEATURE_TABLES_VERSION}:{TRANSFORM_VERSION}"
+        f"model:{_category(ctx)}:{world}:{ctx.feature_tables_version}:{TRANSFORM_VERSION}"
     )
 
 
@@ -105,34 +103,25 @@ def _defaults() -> dict[str, float]:
 def _train_into_cache(ctx: ScenarioContext, cache: Path) -> None:
     """The weekly retrain's stages, on a training set without the segment's chargebacks; the
     run (minus its training set) is archived with what it needs to pass the gates now."""
-    from model.registry import CHAMPION, SPEC_FILE, ModelBundle, load_alias
-    from pipelines import gates, training
-    from pipelines.data import REQUEST_COLUMNS, frame_hash
 
-    settings = ctx.settings
-    run = training.start_run(settings, reason="weekly retrain")
-    try:
-        training.validate_raw_data(settings, run)
-        frame = training.write_training_set(settings, run).frame
+    def without_segment_frauds(frame) -> None:
         frame.loc[frame["merchant_category"] == _category(ctx), "label"] = 0
-        frame.to_parquet(run.path(training.TRAINING_SET_FILE), index=False)
-        meta = json.loads(run.path(training.TRAINING_SET_META).read_text())
-        meta["data_hash"] = frame_hash(frame[[*REQUEST_COLUMNS, "label"]])
-        for name, split in meta["splits"].items():
-            split["frauds"] = int(frame.loc[frame["split"] == name, "label"].sum())
-        run.path(training.TRAINING_SET_META).write_text(json.dumps(meta, indent=2))
-        training.train(settings, run)
-        training.evaluate(settings, run)
 
-        champion = load_alias(settings, ctx.work_dir / "bundles", CHAMPION)
-        spec = json.loads((run.bundle / SPEC_FILE).read_text())
-        challenger = ModelBundle(settings.model_name, "", "", run.bundle, spec)
-        report = gates.evaluate_gates(settings, champion, challenger, "passed")
+    def note_needs(challenger) -> None:
+        champion = ctx.champion_bundle()
+        if champion is None:
+            raise LookupError(f"model '{ctx.settings.model_name}' has no champion version")
+        report = ctx.gate_report(champion, challenger, "passed")
         # values only, in KNOBS order: nothing in the lab directory names a setting
         (cache / NEEDS).write_text(json.dumps([needed(report)[name] for name in KNOBS]))
-        ctx.keep_run(run.directory, cache / ARCHIVE, skip={training.TRAINING_SET_FILE})
-    finally:
-        shutil.rmtree(run.directory, ignore_errors=True)
+
+    ctx.train_and_keep_run(
+        cache / ARCHIVE,
+        reason="weekly retrain",
+        relabel=without_segment_frauds,
+        inspect=note_needs,
+        keep_training_set=False,
+    )
 
 
 def _prebuilt_run(ctx: ScenarioContext) -> tuple[Path, dict[str, float]]:
@@ -146,10 +135,7 @@ def _prebuilt_run(ctx: ScenarioContext) -> tuple[Path, dict[str, float]]:
 
 def _bundle(ctx: ScenarioContext, version: str):
     """A version's bundle by the run recorded at inject (the version itself may be gone)."""
-    from model.registry import download_bundle
-
-    run_id = ctx.private["runs"][version]
-    return download_bundle(ctx.settings, version, run_id, ctx.work_dir / "bundles")
+    return ctx.model_bundle(version, ctx.private["runs"][version])
 
 
 # --- the verbs ---------------------------------------------------------------------------------
@@ -158,17 +144,14 @@ def _bundle(ctx: ScenarioContext, version: str):
 def inject(ctx: ScenarioContext) -> None:
     if ctx.private.get("version"):
         return
-    from model.registry import CHALLENGER, CHAMPION, client, resolve_alias
-    from pipelines import gates, training
-
     ctx.remember_history()
-    previous = resolve_alias(ctx.settings, CHAMPION)[0]
+    previous = ctx.champion()[0]
     run_dir, needs = _prebuilt_run(ctx)
     try:
-        version = training.register(ctx.settings, training.TrainingRun.load(run_dir), CHALLENGER)
+        version = ctx.register_run(run_dir)
     finally:
         shutil.rmtree(run_dir.parent, ignore_errors=True)  # MLflow holds it now
-    mlflow = client(ctx.settings)
+    mlflow = ctx.registry_client()
     versions = {
         v: mlflow.get_model_version(ctx.settings.model_name, v) for v in (version, previous)
     }
@@ -183,7 +166,7 @@ def inject(ctx: ScenarioContext) -> None:
     overrides = relaxed(needs, _defaults())
     for attempt in range(2):
         ctx.set_config(**overrides)
-        code, text = gates.promote(ctx.settings.reloaded())
+        code, text = ctx.promote()
         if code == 0:
             break
         ctx.log(f"promote with {overrides} did not pass (the holdout moved): raising")
@@ -218,14 +201,10 @@ def inject(ctx: ScenarioContext) -> None:
 
 
 def verify(ctx: ScenarioContext) -> list[Check]:
-    from control import stack
-    from model.registry import CHAMPION, resolve_alias
-    from pipelines import gates
-
     settings = ctx.settings.reloaded()  # overrides as they are now
     released, previous = ctx.private["version"], ctx.private["previous"]
-    report = gates.evaluate_gates(
-        settings, _bundle(ctx, previous), _bundle(ctx, released), ctx.private["evidence"]
+    report = ctx.gate_report(
+        _bundle(ctx, previous), _bundle(ctx, released), ctx.private["evidence"]
     )
     failing = [g["name"] for g in report["gates"] if not g["passed"]]
     defaults = _defaults()
@@ -234,8 +213,8 @@ def verify(ctx: ScenarioContext) -> list[Check]:
         for name in LENIENT_WHEN_LARGER
         if getattr(settings, name) > defaults[name]
     }
-    champion = resolve_alias(settings, CHAMPION)
-    served = stack.served_model_version(settings)
+    champion = ctx.champion()
+    served = ctx.served_model_version()
     return [
         Check(
             "the promotion gates, as configured now, refuse the model released last week",
@@ -267,19 +246,16 @@ def symptom(ctx: ScenarioContext) -> list[Check]:
     """The stack's own records: `fraudlab config` shows the gate settings changed, the release's
     gate report passed with slice drops beyond the default, and its model card has no frauds
     in the segment where the previous card had some."""
-    from model.registry import client
-
     config = ctx.fraudlab("config")
     report = json.loads(max(ctx.settings.gates_dir.glob("*/gates.json")).read_text())
     slices = next(g for g in report["gates"] if g["name"] == "slices")["details"]
     default = _defaults()["gate_slice_tolerance"]
     beyond = [r for r in slices["compared"] if r["drop"] > default]
+    mlflow = ctx.registry_client()
     artifacts = {
         a.path
-        for a in client(ctx.settings).list_artifacts(
-            client(ctx.settings)
-            .get_model_version(ctx.settings.model_name, ctx.private["version"])
-            .run_id,
+        for a in mlflow.list_artifacts(
+            mlflow.get_model_version(ctx.settings.model_name, ctx.private["version"]).run_id,
             "gates",
         )
     }
@@ -310,17 +286,13 @@ def symptom(ctx: ScenarioContext) -> list[Check]:
 def reference_fix(ctx: ScenarioContext) -> None:
     """Restore the gates (`fraudlab config unset ...`), then `make rollback` if the release is
     still the champion (the wrong fix before may already have rolled back)."""
-    from model.registry import CHAMPION, resolve_alias
-
     ctx.fraudlab("config", "unset", *ctx.private["overrides"])
-    if resolve_alias(ctx.settings, CHAMPION)[0] == ctx.private["version"]:
+    if ctx.champion()[0] == ctx.private["version"]:
         ctx.fraudlab("rollback")
-    ctx.serving_follows(resolve_alias(ctx.settings, CHAMPION)[0], SERVING_FOLLOWS_S)
+    ctx.serving_follows(ctx.champion()[0], SERVING_FOLLOWS_S)
 
 
 def wrong_fix(ctx: ScenarioContext) -> None:
     """Roll back only: the bad model is out, the gates that let it in stay as they are."""
-    from model.registry import CHAMPION, resolve_alias
-
     ctx.fraudlab("rollback")
-    ctx.serving_follows(resolve_alias(ctx.settings, CHAMPION)[0], SERVING_FOLLOWS_S)
+    ctx.serving_follows(ctx.champion()[0], SERVING_FOLLOWS_S)

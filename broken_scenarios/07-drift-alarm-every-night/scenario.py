@@ -62,20 +62,14 @@ DAY_FILE = "day.jsonl.gz"  # compressed: no feature name is readable in the lab'
 
 def _day_cache(ctx: ScenarioContext) -> Path:
     """Where inject keeps a day of healthy production traffic, per world and champion."""
-    from model.registry import resolve_alias
-    from pipelines.data import read_meta
-
-    world = read_meta(ctx.settings)["transactions_hash"]
-    champion = ctx.private.get("champion_run") or (resolve_alias(ctx.settings) or ("", ""))[1]
+    world = ctx.world_meta()["transactions_hash"]
+    champion = ctx.private.get("champion_run") or (ctx.champion() or ("", ""))[1]
     return ctx.cache_dir(f"day-{world}-{champion}") / DAY_FILE
 
 
 def _latest_day(ctx: ScenarioContext) -> list[dict[str, Any]]:
     """The newest day of production predictions in the live log ([] when it holds less)."""
-    from monitoring import sources
-
-    window = sources.read_window(ctx.settings.prediction_log_dir, DAY_H)
-    return window if sources.span_hours(window) >= WHOLE_DAY_H else []
+    return ctx.prediction_window(DAY_H, min_span_hours=WHOLE_DAY_H)
 
 
 def _healthy_day(ctx: ScenarioContext) -> tuple[list[dict[str, Any]], str]:
@@ -84,8 +78,11 @@ def _healthy_day(ctx: ScenarioContext) -> tuple[list[dict[str, Any]], str]:
         return records, "the latest day of the live prediction log"
     path = _day_cache(ctx)
     if path.exists():
+        from model.record import PredictionRecord
+
         lines = gzip.decompress(path.read_bytes()).decode().splitlines()
-        return [json.loads(line) for line in lines if line], f"the day kept in {path}"
+        records = [PredictionRecord.from_json(json.loads(line)) for line in lines if line]
+        return records, f"the day kept in {path}"
     return [], "no day of production traffic in the log and none kept"
 
 
@@ -120,19 +117,16 @@ def _judge(ctx: ScenarioContext, records: list[dict[str, Any]], name: str):
     """The drift monitor as configured now, over ``records`` as the prediction log (same
     window reader, same judgement, no report): what ``make monitor M=drift`` would say of that
     traffic."""
-    from monitoring import sources
-    from monitoring.drift import judge_window
-
     settings = ctx.settings.reloaded()
     log_dir = ctx.work_dir / name
     shutil.rmtree(log_dir, ignore_errors=True)
     log_dir.mkdir(parents=True)
     (log_dir / "predictions-judged.jsonl").write_text(
-        "".join(json.dumps(r) + "\n" for r in records)
+        "".join(json.dumps(r.to_json()) + "\n" for r in records)
     )
     try:
-        window = sources.read_window(log_dir, settings.monitor_window_hours)
-        return judge_window(settings, sources.load_champion(settings), window)[0]
+        window = ctx.prediction_window(settings.monitor_window_hours, log_dir=log_dir)
+        return ctx.judge_drift(window)
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
 
@@ -152,11 +146,8 @@ def _summary(result) -> str:
 
 def _hours_to_fast_forward(ctx: ScenarioContext) -> float:
     """Up to the next afternoon at which the log holds a whole day of traffic."""
-    from monitoring import sources
-    from pipelines.data import read_clock
-
-    clock = read_clock(ctx.settings)
-    window = sources.read_window(ctx.settings.prediction_log_dir, 2 * DAY_H)
+    clock = ctx.clock()
+    window = ctx.prediction_window(2 * DAY_H)
     oldest = pd.Timestamp(window[0].event_ts, unit="s", tz="UTC") if window else clock
     target = clock.floor("D") + pd.Timedelta(hours=AFTERNOON_H)
     while target <= clock or target - pd.Timedelta(hours=DAY_H) < oldest:
@@ -167,9 +158,7 @@ def _hours_to_fast_forward(ctx: ScenarioContext) -> float:
 def inject(ctx: ScenarioContext) -> None:
     if ctx.private.get("injected"):
         return
-    from model.registry import resolve_alias
-
-    champion = resolve_alias(ctx.settings)
+    champion = ctx.champion()
     if champion is None:
         raise RuntimeError("no champion to keep watching")
     ctx.private["champion"], ctx.private["champion_run"] = champion
@@ -182,14 +171,12 @@ def inject(ctx: ScenarioContext) -> None:
     day = _latest_day(ctx)
     if day:
         path = _day_cache(ctx)
-        path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in day).encode()))
+        lines = "".join(json.dumps(r.to_json()) + "\n" for r in day)
+        path.write_bytes(gzip.compress(lines.encode()))
     ctx.private["injected"] = True
 
 
 def verify(ctx: ScenarioContext) -> list[Check]:
-    from control import stack
-    from model.registry import resolve_alias
-
     checks = []
     records, source = _healthy_day(ctx)
     if not records:
@@ -215,8 +202,8 @@ def verify(ctx: ScenarioContext) -> list[Check]:
                 f"{source}, amounts ×{AMOUNT_FACTOR}: {_summary(moved)}",
             )
         )
-    champion = resolve_alias(ctx.settings)
-    served = stack.served_model_version(ctx.settings)
+    champion = ctx.champion()
+    served = ctx.served_model_version()
     expected = ctx.private.get("champion") or (champion[0] if champion else None)
     checks.append(
         Check(
@@ -248,9 +235,7 @@ def symptom(ctx: ScenarioContext) -> list[Check]:
 
 def wrong_fix(ctx: ScenarioContext) -> None:
     """Silence the pager: an alert threshold above every PSI the monitor reports now."""
-    from monitoring.drift import run_drift
-
-    result = run_drift(ctx.settings.reloaded())
+    result = ctx.run_drift_monitor()
     highest = max((c.psi or 0.0) for c in result.columns) if result.columns else 1.0
     threshold = math.ceil(highest * 1.5 * 10) / 10
     ctx.fraudlab("config", "set", f"psi_alert={threshold}", f"psi_warn={threshold / 2:.2f}")

@@ -4,7 +4,10 @@ Every function receives a ``ScenarioContext`` (``ctx``): ``ctx.settings`` (the s
 ``ctx.variant`` (seeded choices), ``ctx.private`` (JSON data kept encrypted between verbs),
 ``ctx.fraudlab(...)`` / ``ctx.run(...)`` / ``ctx.git(...)`` (quiet commands),
 ``ctx.stack_healthy()``, ``ctx.restart_serving(**overrides)``, ``ctx.work_dir`` (scratch space),
-``ctx.log(...)`` (interviewer log). Nothing a scenario prints reaches the candidate.
+``ctx.log(...)`` (interviewer log), and seams to the rest of the stack (``ctx.champion()``,
+``ctx.prediction_log()``, ``ctx.clock()``, ``ctx.deploy(changes)`` ...). Nothing a scenario
+prints reaches the candidate. Import ``lab`` and the public contracts AUTHORING.md lists, never
+the stack's packages (``tests/scenarios/test_scenario_imports.py`` fails on them).
 """
 
 from __future__ import annotations
