@@ -10,6 +10,10 @@ Judge the prediction log, and ask for a retrain when the inputs drifted.
 4. `performance` (`monitoring.performance.run_performance`): decisions joined to the
    chargebacks arrived by the clock; recall and PR-AUC on the part whose labels are complete
    enough, against the champion's test metrics, with how much of the window has matured.
+   Beside it, `decisions` (`monitoring.decisions.run_decisions`): the champion's decline rate
+   and the fallback rate of the drift window against its test split's decline rate; once
+   labels matured, the fraud rate against training and the live threshold's cost against the
+   one optimal in hindsight. Reported, not acted on.
 5. `freshness` (`monitoring.freshness.run_freshness`): age of each feature view's online values
    at the clock against its `freshness_sla` tag and TTL; serving's velocity pushes read back.
 6. `latency` (`monitoring.latency.run_latency`): serving p50/p95/p99 over the last minutes
@@ -107,6 +111,18 @@ def fraudlab_monitor() -> None:
         return result.status
 
     @task
+    def decisions(run_dir: str) -> str:
+        """Decline, fallback and fraud rates and the threshold's cost; returns the status."""
+        from pathlib import Path
+
+        from foundation.settings import get_settings
+        from monitoring.decisions import run_decisions
+
+        result = run_decisions(get_settings(), Path(run_dir))
+        print(f"decisions {result.status}: {result.reason}")
+        return result.status
+
+    @task
     def freshness(run_dir: str) -> str:
         """Online feature freshness per feature view at the stack's clock; returns the status."""
         from pathlib import Path
@@ -169,6 +185,7 @@ def fraudlab_monitor() -> None:
     drift_status = drift(run_dir)
     skew(run_dir)
     performance(run_dir)
+    decisions(run_dir)
     freshness(run_dir)
     latency(run_dir)
     quality(run_dir)

@@ -387,11 +387,6 @@ class Settings(BaseSettings):
         default=0.01,
         description="Share of feature-store fallbacks in the latency window that warns.",
     )
-    fallback_rate_alert: float = Field(
-        default=0.05,
-        description="Share of fallback decisions in the decisions monitor's window that alerts"
-        " (fallback_rate_warn warns).",
-    )
     decisions_decline_warn_ratio: float = Field(
         default=2.0,
         gt=1.0,
@@ -435,7 +430,8 @@ class Settings(BaseSettings):
     fallback_rate_alert: float = Field(
         default=0.05,
         description="Share of answers that were feature-store fallbacks (any one reason) in the"
-        " requests monitor's window that alerts (warns from fallback_rate_warn).",
+        " requests monitor's window, or fallback decisions in the decisions monitor's, that"
+        " alerts (warns from fallback_rate_warn).",
     )
     rejection_rate_warn: float = Field(
         default=0.005,

@@ -378,12 +378,13 @@ def monitor(
         str,
         typer.Argument(
             help="Which monitor: all, drift (PSI), skew (served vs offline), performance"
-            " (matured chargebacks), freshness (online features), latency (p99 vs budget) or"
+            " (matured chargebacks), decisions (decline, fallback and fraud rates, the"
+            " threshold's cost), freshness (online features), latency (p99 vs budget) or"
             " quality (logged requests vs their data-quality suite)."
         ),
     ] = "all",
 ) -> None:
-    """Judge the stack: PSI drift, skew, live performance, freshness, latency, request quality.
+    """Judge the stack: drift, skew, live performance, decisions, freshness, latency, quality.
 
     Findings (warn, alert) are printed, not raised: the exit code is 1 only when a monitor
     could not run. Reports land in <home>/monitoring/<UTC timestamp>/.
