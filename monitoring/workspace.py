@@ -77,7 +77,16 @@ PROJECT_DESCRIPTION = (
 VERDICTS = ("alert", "warn", "ok")
 # The dashboard's order, top to bottom: the monitors `fraudlab monitor` runs, drift first
 # (the one that triggers a retrain); a monitor not named here comes after them.
-MONITORS = ("drift", "skew", "performance", "freshness", "latency", "quality", "requests")
+MONITORS = (
+    "drift",
+    "skew",
+    "performance",
+    "decisions",
+    "freshness",
+    "latency",
+    "quality",
+    "requests",
+)
 STATUS_TAB = "status"
 STATUS_COLUMN = "status"
 LOCK_FILE = "workspace.lock"
