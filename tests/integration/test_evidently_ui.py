@@ -36,6 +36,26 @@ def shifted_psi_snapshot():
     )
 
 
+def wait_for_run(base_url: str, run_id: str, timeout_s: float = 30) -> tuple[dict, dict]:
+    """The fraudlab project and run ``run_id``, once the UI at ``base_url`` lists the run (it
+    watches the workspace folder: a new run shows within seconds, without a restart)."""
+    base = f"{base_url}/api"
+    project, runs = None, []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        projects = httpx.get(f"{base}/projects", timeout=10).json()
+        project = next((p for p in projects if p["name"] == workspace.PROJECT), None)
+        if project is not None:
+            runs = httpx.get(f"{base}/projects/{project['id']}/snapshots", timeout=10).json()
+            if any(r["id"] == run_id for r in runs):
+                break
+        time.sleep(1)
+    assert project is not None, "the UI does not list the fraudlab project"
+    listed = [r for r in runs if r["id"] == run_id]
+    assert listed, f"the UI did not list run {run_id} within {timeout_s:g} s"
+    return project, listed[0]
+
+
 def test_status_shows_the_evidently_ui_healthy_on_its_own_port(stack) -> None:
     result = stack.cli("status")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -57,18 +77,7 @@ def test_a_run_stored_while_the_ui_runs_is_served_with_its_dashboard(stack) -> N
         panels=[workspace.line_panel(PANEL, [workspace.series("ValueDrift", column="x")])],
     )
 
-    project, runs = None, []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        projects = httpx.get(f"{base}/projects", timeout=10).json()
-        project = next((p for p in projects if p["name"] == workspace.PROJECT), None)
-        if project is not None:
-            runs = httpx.get(f"{base}/projects/{project['id']}/snapshots", timeout=10).json()
-            if any(r["id"] == run_id for r in runs):
-                break
-        time.sleep(1)
-    assert project is not None, "the UI does not list the fraudlab project"
-    [run] = [r for r in runs if r["id"] == run_id]
+    project, run = wait_for_run(stack.settings.evidently_base_url, run_id)
     assert run["tags"] == [MONITOR]
 
     dashboard = httpx.get(f"{base}/v2/dashboards/{project['id']}", timeout=10).json()

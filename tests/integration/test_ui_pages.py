@@ -13,14 +13,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 
 import httpx
 import pytest
 
 from monitoring import workspace
-from tests.integration.test_evidently_ui import shifted_psi_snapshot
+from tests.integration.test_evidently_ui import shifted_psi_snapshot, wait_for_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -103,20 +102,6 @@ def test_mlflows_ui_lists_the_experiment(stack, render: Render) -> None:
     )
 
 
-def _wait_for_run(base: str, run_id: str) -> str:
-    """The fraudlab project's id, once the UI lists ``run_id`` (it watches the workspace)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        projects = httpx.get(f"{base}/api/projects", timeout=10).json()
-        project = next((p for p in projects if p["name"] == workspace.PROJECT), None)
-        if project is not None:
-            runs = httpx.get(f"{base}/api/projects/{project['id']}/snapshots", timeout=10).json()
-            if any(r["id"] == run_id for r in runs):
-                return project["id"]
-        time.sleep(1)
-    raise AssertionError(f"the Evidently UI did not list run {run_id} within 30 s")
-
-
 @needs_chromium
 def test_the_evidently_dashboard_draws_status_panels_before_the_details(
     stack, render: Render
@@ -136,9 +121,9 @@ def test_the_evidently_dashboard_draws_status_panels_before_the_details(
             ],
         )
     base = stack.settings.evidently_base_url
-    project = _wait_for_run(base, run_id)
+    project, _ = wait_for_run(base, run_id)
 
-    dom = render("evidently-dashboard", f"{base}/projects/{project}")
+    dom = render("evidently-dashboard", f"{base}/projects/{project['id']}")
     assert "Unexpected Application Error" not in dom
     assert "This dashboard is currently empty" not in dom
     status = dom.index(f"{MONITOR}: checks by verdict, per run")
