@@ -49,6 +49,19 @@ def _reverse_lines(path: Path) -> Iterator[bytes]:
 _ANY = object()
 
 
+def _lines_newest_first(log_dir: Path, family: str) -> Iterator[tuple[Path, dict]]:
+    """Each JSON object of ``<family>-*.jsonl``, newest file first, each file from its end; a
+    line cut short by a writer mid-flush is skipped."""
+    for path in sorted(log_dir.glob(f"{family}-*.jsonl"), reverse=True):
+        for line in _reverse_lines(path):
+            if not line.strip():
+                continue
+            try:
+                yield path, json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
 def _newest_first(
     log_dir: Path,
     *,
@@ -63,25 +76,18 @@ def _newest_first(
     scored, and nothing an earlier release left behind.
     """
     current: object = _ANY
-    for path in sorted(log_dir.glob("predictions-*.jsonl"), reverse=True):
-        for line in _reverse_lines(path):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            record = PredictionRecord.from_json(data, where=f"a record of {path}")
-            if current_release_only:
-                if current is _ANY:
-                    current = record.release
-                elif record.release != current:
-                    return
-            if not include_fallback and record.fallback:
-                continue
-            if not include_synthetic and record.synthetic:
-                continue
-            yield record
+    for path, data in _lines_newest_first(log_dir, "predictions"):
+        record = PredictionRecord.from_json(data, where=f"a record of {path}")
+        if current_release_only:
+            if current is _ANY:
+                current = record.release
+            elif record.release != current:
+                return
+        if not include_fallback and record.fallback:
+            continue
+        if not include_synthetic and record.synthetic:
+            continue
+        yield record
 
 
 def read_recent(
@@ -113,6 +119,34 @@ def read_recent(
     return records[::-1]
 
 
+def _event_window(
+    records: Iterable[PredictionRecord], hours: float, max_records: int
+) -> tuple[list[PredictionRecord], list[PredictionRecord]]:
+    """(production records whose event time lies within ``hours`` of the newest production
+    record, oldest first by event time; the synthetic records read on the way, newest first).
+
+    ``records`` come newest first. The log is written in roughly event order; concurrent clients
+    interleave it by up to minutes of event time, so reading goes on until a production record is
+    ``OUT_OF_ORDER_S`` older than the window's start. ``max_records`` bounds what is read.
+    """
+    production: list[PredictionRecord] = []
+    synthetic: list[PredictionRecord] = []
+    newest = -math.inf
+    for record in records:
+        if len(production) + len(synthetic) >= max_records:
+            break
+        if record.synthetic:
+            synthetic.append(record)
+            continue
+        newest = max(newest, record.event_ts)
+        if record.event_ts < newest - hours * 3600.0 - OUT_OF_ORDER_S:
+            break
+        production.append(record)
+    cutoff = newest - hours * 3600.0
+    window = sorted((r for r in production if r.event_ts >= cutoff), key=lambda r: r.event_ts)
+    return window, synthetic
+
+
 def read_window(
     log_dir: Path,
     hours: float,
@@ -123,26 +157,45 @@ def read_window(
 ) -> list[PredictionRecord]:
     """Production records whose event time lies within ``hours`` of the newest, oldest first.
 
-    The log is written in roughly event order; concurrent clients interleave it by up to minutes
-    of event time, so reading goes on until records are ``OUT_OF_ORDER_S`` older than the
-    window's start, and keeps those inside it. ``max_records`` bounds the memory a window can
-    take. Fallback and synthetic records are left out, as in ``read_recent``.
+    The monitors' window (see ``_event_window`` for how far it reads). Fallback and synthetic
+    records are left out, as in ``read_recent``.
     """
-    records: list[PredictionRecord] = []
-    newest = -math.inf
-    for record in _newest_first(
+    newest_first = _newest_first(
         log_dir,
         include_fallback=include_fallback,
         include_synthetic=False,
         current_release_only=current_release_only,
-    ):
-        event_ts = record.event_ts
-        newest = max(newest, event_ts)
-        if event_ts < newest - hours * 3600.0 - OUT_OF_ORDER_S or len(records) >= max_records:
-            break
-        records.append(record)
-    cutoff = newest - hours * 3600.0
-    return sorted((r for r in records if r.event_ts >= cutoff), key=lambda r: r.event_ts)
+    )
+    return _event_window(newest_first, hours, max_records)[0]
+
+
+def read_served_window(
+    log_dir: Path,
+    hours: float,
+    *,
+    max_records: int = 200_000,
+    current_release_only: bool = False,
+) -> list[PredictionRecord]:
+    """Everything serving answered in the monitors' window, synthetic and fallback included,
+    oldest logged first: what the latency monitor judges.
+
+    Production records are ``read_window``'s (``hours`` of event time back from the newest).
+    Synthetic requests (load tests, probes) have no place in simulated time — they replay
+    transactions drawn from the future, at rates no customer produces — so they are placed by
+    wall clock: those logged since the window's first production record was. Without any
+    production record (a stack run without traffic), every synthetic record read counts.
+    """
+    newest_first = _newest_first(
+        log_dir,
+        include_fallback=True,
+        include_synthetic=True,
+        current_release_only=current_release_only,
+    )
+    production, synthetic = _event_window(newest_first, hours, max_records)
+    if production:
+        since = min(r.logged_ts for r in production)
+        synthetic = [r for r in synthetic if r.logged_ts >= since]
+    return sorted([*production, *synthetic], key=lambda r: r.logged_ts)
 
 
 def read_rejections(
@@ -152,21 +205,14 @@ def read_rejections(
     ``since_event_ts`` (all when None), oldest first; synthetic ones left out by default."""
     out: list[RejectionRecord] = []
     stop = None if since_event_ts is None else since_event_ts - OUT_OF_ORDER_S
-    for path in sorted(log_dir.glob("rejections-*.jsonl"), reverse=True):
-        for line in _reverse_lines(path):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a writer mid-flush
-            record = RejectionRecord.from_json(data, where=f"a record of {path}")
-            if stop is not None and record.event_ts < stop:
-                return sorted(out, key=lambda r: r.event_ts)
-            if record.synthetic and not include_synthetic:
-                continue
-            if since_event_ts is None or record.event_ts >= since_event_ts:
-                out.append(record)
+    for path, data in _lines_newest_first(log_dir, "rejections"):
+        record = RejectionRecord.from_json(data, where=f"a record of {path}")
+        if stop is not None and record.event_ts < stop:
+            return sorted(out, key=lambda r: r.event_ts)
+        if record.synthetic and not include_synthetic:
+            continue
+        if since_event_ts is None or record.event_ts >= since_event_ts:
+            out.append(record)
     return sorted(out, key=lambda r: r.event_ts)
 
 
@@ -196,8 +242,8 @@ def iter_log(
     the whole log when it is None.
 
     For monitors that need every record of a period rather than the newest N: label-based
-    performance (the whole log, reduced to a few fields as it streams by), latency (the last
-    minutes, synthetic load included). Records reach the log in the order they were scored,
+    performance and decisions (the whole log, reduced to a few fields as it streams by), a
+    scenario's probe (what it just sent). Records reach the log in the order they were scored,
     give or take the moment between stamping and queueing, so reading stops at the first
     record older than ``logged_since`` by more than ``LOGGED_ORDER_SLACK_S``.
     """
