@@ -73,6 +73,35 @@ def test_the_persisted_training_set_rebuilds_the_same_model_matrix(finished_run)
     assert evaluation["parity"]["decision_agreement"] >= 0.999
 
 
+def test_the_evaluation_report_shows_the_threshold_its_band_and_the_cost_curve(
+    finished_run,
+) -> None:
+    evaluation = json.loads((finished_run.bundle / "evaluation.json").read_text())
+    fitted = json.loads(finished_run.path("fit.json").read_text())
+    threshold = evaluation["threshold"]
+    assert threshold["chosen"] == fitted["threshold"]
+    low, high = threshold["band"]
+    assert low <= threshold["chosen"] <= high
+    assert threshold["validation_frauds"] > 0 and threshold["bootstrap_samples"] > 0
+    curve = threshold["curve"]
+    assert len(curve) >= training.CURVE_POINTS
+    assert [p["threshold"] for p in curve] == sorted(p["threshold"] for p in curve)
+    assert [p["decline_rate"] for p in curve] == sorted(
+        (p["decline_rate"] for p in curve), reverse=True
+    )
+    marked = {p["mark"]: p for p in curve if p["mark"]}
+    assert marked["chosen"]["threshold"] == threshold["chosen"]
+    # the labels' exact minimum is the lowest cost the curve shows
+    assert marked["label_optimum"]["cost"] == min(p["cost"] for p in curve)
+    # what the decisions monitor compares live traffic with
+    baseline = evaluation["baseline"]
+    assert baseline["decline_rate"] == evaluation["metrics"]["test"]["decline_rate"]
+    assert 0.0 < baseline["fraud_rate"] < 0.05
+    report = (finished_run.bundle / "evaluation.md").read_text()
+    assert "## Decision threshold (validation split)" in report
+    assert f"{threshold['chosen']:.4f}" in report and "label_optimum" in report
+
+
 def test_a_broken_feed_stops_the_run_before_the_training_set_and_says_what_to_do(
     settings, tmp_path
 ) -> None:
