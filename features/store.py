@@ -32,12 +32,13 @@ FEATURE_REPO = Path(__file__).resolve().parent
 SQL_REGISTRY_REFRESH_S = 10
 
 
-def feast_environment(settings: Settings) -> dict[str, str]:
+def feast_environment(settings: Settings, wait_s: float | None = None) -> dict[str, str]:
     """The variables ``feature_store.yaml`` expands, rendered from the settings.
 
     Redis connections get a socket timeout and no retries: redis-py's default (3 retries with
     exponential backoff) would hold a request for seconds while Redis is down, where serving's
-    fallback should answer at once (``serving.online_features``).
+    fallback should answer at once (``serving.online_features``). A shorter ``wait_s``
+    replaces that timeout (``open_store``).
     """
     if settings.feast_registry_url:
         registry = {"TYPE": "sql", "PATH": settings.feast_registry_url}
@@ -49,7 +50,7 @@ def feast_environment(settings: Settings) -> dict[str, str]:
         # Feast's format: host:port,key=value,... (values parsed as JSON: null is None). Ours
         # come before the configured options, so FRAUDLAB_FEAST_REDIS can override them.
         address, *options = settings.feast_redis.split(",")
-        timeout = settings.redis_timeout_s
+        timeout = min(settings.redis_timeout_s, wait_s or settings.redis_timeout_s)
         ours = [f"socket_timeout={timeout}", f"socket_connect_timeout={timeout}", "retry=null"]
         online = {"type": "redis", "connection_string": ",".join([address, *ours, *options])}
     else:
@@ -61,16 +62,41 @@ def feast_environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def open_store(settings: Settings | None = None) -> FeatureStore:
-    """A FeatureStore for this environment (about two seconds: Feast's import dominates)."""
+def open_store(settings: Settings | None = None, wait_s: float | None = None) -> FeatureStore:
+    """A FeatureStore for this environment (about two seconds: Feast's import dominates).
+
+    ``wait_s`` bounds how long one online-store call may wait on something other than its own
+    work: on SQLite, a lock another connection holds (the busy timeout, 5 s by Python's
+    default); on Redis, a server that does not answer (the socket timeout). Serving's request
+    path passes its lookup budget, so a store that cannot answer in time raises at once instead
+    of holding the request; batch jobs (materialisation, training) keep the patient defaults.
+    """
     settings = settings or get_settings()
-    for key, value in feast_environment(settings).items():
+    for key, value in feast_environment(settings, wait_s).items():
         os.environ[key] = value  # the settings object is the truth, not a stale variable
     settings.feast_registry.parent.mkdir(parents=True, exist_ok=True)
     from feast import FeatureStore
 
     _quiet_ibis()
-    return FeatureStore(repo_path=str(FEATURE_REPO))
+    store = FeatureStore(repo_path=str(FEATURE_REPO))
+    if wait_s is not None:
+        _bound_lock_waits(store, wait_s)
+    return store
+
+
+def _bound_lock_waits(store: FeatureStore, wait_s: float) -> None:
+    """SQLite online store: wait at most ``wait_s`` for another connection's lock.
+
+    Feast opens its one SQLite connection lazily, with Python's default busy timeout (5 s), and
+    has no setting for it: the connection is opened here and given the bound. WAL mode
+    (``materialize``) already spares readers any wait on a writer; the bound covers a file in
+    rollback-journal mode (one Feast's own CLI created, say) and anything else that locks it.
+    """
+    if getattr(store.config.online_store, "type", None) != "sqlite":
+        return
+    # Feast's private API (0.67): the provider's online store and its one shared connection.
+    connection = store._get_provider().online_store._get_conn(store.config)
+    connection.execute(f"PRAGMA busy_timeout = {max(1, round(wait_s * 1000))}")
 
 
 def _quiet_ibis() -> None:

@@ -20,8 +20,8 @@ message saying what to run, and BentoML restarts it until a champion appears (``
 unready meanwhile).
 
 Endpoints: ``POST /score`` (one transaction → score and decision), ``POST /reload`` (check the
-champion alias now), BentoML's ``/livez``, ``/readyz`` (true once model and feature store are
-loaded and the log writer runs) and ``/metrics``.
+champion alias now), BentoML's ``/livez``, ``/readyz`` (true once the model is loaded and the log
+writer runs; it never waits on the feature store) and ``/metrics``.
 
 Per request: validate (pydantic; 4xx with the reason), look up stored features with a deadline
 (on timeout or error score from the request alone — see ``serving.online_features`` for the
@@ -85,7 +85,9 @@ class FraudScorer:
         self.scorer = Scorer(get_settings())
         atexit.register(self.scorer.close)  # a second line of defence if shutdown is skipped
 
-    def __is_ready__(self) -> bool:
+    # Async: a check of this process's own state (model loaded, log writer alive), answered on
+    # the event loop without a thread, and never by asking the feature store or MLflow.
+    async def __is_ready__(self) -> bool:
         return self.scorer.ready()
 
     # output_spec is explicit because a refusal returns its own 422 response instead of raising:

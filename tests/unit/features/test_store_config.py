@@ -76,3 +76,25 @@ def test_a_down_redis_fails_a_read_at_once(tmp_path, monkeypatch) -> None:
     with pytest.raises(Exception, match="(?i)connect"):
         client.ping()
     assert time.perf_counter() - started < 1.0
+
+
+def test_serving_bounds_redis_waits_by_its_lookup_budget(tmp_path, monkeypatch) -> None:
+    """The request path's store gives up on a silent Redis within the lookup budget; batch jobs
+    keep the configured timeout."""
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    settings = Settings(_env_file=None, home=tmp_path, feast_redis="redis:6379", redis_timeout_s=1)
+
+    def timeouts(wait_s):
+        for key, value in feast_environment(settings, wait_s).items():
+            monkeypatch.setenv(key, value)
+        from feast.repo_config import load_repo_config
+
+        config = load_repo_config(FEATURE_REPO, FEATURE_REPO / "feature_store.yaml")
+        _, kwargs = RedisOnlineStore._parse_connection_string(
+            config.online_store.connection_string
+        )
+        return kwargs["socket_timeout"], kwargs["socket_connect_timeout"]
+
+    assert timeouts(0.025) == (0.025, 0.025)
+    assert timeouts(None) == (1, 1)
