@@ -208,6 +208,53 @@ unseal:
 	$(LAB) unseal
 
 #################################################################################
+# LAB MODE                                                                      #
+#################################################################################
+
+# Onboarding: the scenarios as a curriculum a learner works through alone, hints and answers on
+# demand — no passphrase, so a sealed lab refuses these. Progress per learner (LEARNER=<name>,
+# default: the user running make) lives in <home>/lab/progress/ and survives `make down`/`up`.
+LEARNER ?=
+YES ?=
+LEARN = @$(UV) run --quiet fraudlab lab learn
+LEARNER_FLAG = $(if $(LEARNER),--learner $(LEARNER))
+
+## Your curriculum: scenarios by family, easy first, with your state, time spent and hints used
+.PHONY: lab
+lab:
+	$(LEARN) list $(LEARNER_FLAG)
+
+## Start scenario S (empty: the next one of the curriculum), print its ticket
+.PHONY: lab-start
+lab-start:
+	$(LEARN) start $(S) $(LEARNER_FLAG) $(if $(SEED),--seed $(SEED))
+
+## The next hint of your scenario, vague first
+.PHONY: lab-hint
+lab-hint:
+	$(LEARN) hint $(LEARNER_FLAG)
+
+## Check your fix, OK/NO per check (exit 0 when all pass; solved is recorded)
+.PHONY: lab-check
+lab-check:
+	$(LEARN) check $(LEARNER_FLAG)
+
+## Show the answer after a confirmation (YES=1 skips it); counts as given up
+.PHONY: lab-giveup
+lab-giveup:
+	$(LEARN) giveup $(LEARNER_FLAG) $(if $(YES),--yes)
+
+## Undo your scenario, back to the healthy baseline (your progress stays)
+.PHONY: lab-reset
+lab-reset:
+	$(LEARN) reset $(LEARNER_FLAG)
+
+## Write your progress as markdown and HTML under <home>/lab/reports/ (paths printed)
+.PHONY: lab-report
+lab-report:
+	$(LEARN) report $(LEARNER_FLAG)
+
+#################################################################################
 # DEVELOPMENT                                                                   #
 #################################################################################
 

@@ -12,7 +12,11 @@ the Docker socket, the others in ``lab``, which does not (verify runs the candid
 inside the runner the verbs run here; anywhere else inside the stack (the candidate's
 workstation) they refuse: the lab is not there.
 
-Must not: contain engine logic (``lab.engine``).
+Lab mode (``fraudlab lab learn …``, the ``make lab*`` targets): the learner's verbs, no
+passphrase, refused on a sealed lab; the learner is ``--learner`` (``LEARNER=``), by default
+the user running the command.
+
+Must not: contain engine logic (``lab.engine``, ``lab.learning``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import typer
 from foundation.settings import get_settings
 
 lab_app = typer.Typer(
-    help="Interview scenarios: list, break, verify, hint, reveal, reset, seal, unseal.",
+    help="Interview scenarios: list, break, verify, hint, reveal, reset, seal, unseal; "
+    "`learn`: lab mode.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -137,13 +142,18 @@ def verify(
     if explain:
         lab.require_interviewer()
     checks = lab.verify()
+    raise typer.Exit(_print_checks(checks, explain))
+
+
+def _print_checks(checks: list[Any], explain: bool = False) -> int:
+    """OK/NO per check and the count; the exit code (0 only when every check passes)."""
     for check in checks:
         typer.echo(f"{'OK' if check.ok else 'NO'}  {check.description}")
         if explain and check.detail:
             typer.echo("    " + check.detail.strip().replace("\n", "\n    "))
     passed = sum(c.ok for c in checks)
     typer.echo(f"{passed} of {len(checks)} checks pass")
-    raise typer.Exit(0 if passed == len(checks) else 1)
+    return 0 if passed == len(checks) else 1
 
 
 @lab_app.command()
@@ -206,3 +216,172 @@ def status() -> None:
     line = _lab().status_line()
     if line:
         typer.echo(line)
+
+
+# --- lab mode ----------------------------------------------------------------------------------
+
+learn_app = typer.Typer(
+    help="Lab mode: a self-serve curriculum with progress per learner (no passphrase).",
+    no_args_is_help=True,
+)
+lab_app.add_typer(learn_app, name="learn")
+
+Learner = Annotated[
+    str | None,
+    typer.Option(
+        "--learner", help="Whose progress this counts for (default: the user running it)."
+    ),
+]
+
+
+def _learning(learner: str | None):
+    from lab.learning import Learning
+
+    return Learning(_lab(), learner)
+
+
+def _forward(args: list[str], learner: str | None, stack: bool = False) -> str:
+    """The learner, resolved here (on the host the runner's user is not the learner), and the
+    verb handed to the lab runner when the stack is containerised."""
+    from lab.learning import default_learner
+
+    learner = learner or default_learner()
+    _run_where_the_lab_is(["learn", *args, "--learner", learner], stack=stack)
+    return learner
+
+
+@learn_app.command("list")
+@_reports_errors
+def learn_list(learner: Learner = None) -> None:
+    """The curriculum: families in teaching order, easy first, with your state in each."""
+    from lab.learning import Status, format_duration
+
+    learner = _forward(["list"], learner)
+    learning = _learning(learner)
+    lessons = learning.curriculum()
+    entries = [lesson.progress for lesson in lessons if lesson.progress]
+    solved = sum(lesson.status == Status.SOLVED for lesson in lessons)
+    doing = sum(lesson.status == Status.IN_PROGRESS for lesson in lessons)
+    typer.echo(
+        f"lab mode for {learner}: {solved} of {len(lessons)} solved, {doing} in progress, "
+        f"{format_duration(sum(e.time_spent() for e in entries))} spent, "
+        f"{sum(e.hints_used for e in entries)} hint(s) used\n"
+    )
+    rows = [("family", "id", "title", "difficulty", "time box", "state", "time", "hints")]
+    for lesson in lessons:
+        entry = lesson.progress
+        rows.append(
+            (
+                lesson.family,
+                lesson.manifest.id,
+                lesson.manifest.title,
+                lesson.manifest.difficulty.value,
+                f"{lesson.manifest.time_box_minutes} min",
+                lesson.status.value + (" (now)" if lesson.active else ""),
+                format_duration(entry.time_spent()) if entry else "-",
+                str(entry.hints_used) if entry else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    active = next((lesson for lesson in lessons if lesson.active), None)
+    if active is not None:
+        typer.echo(f"\nworking on {active.manifest.id}: `make lab-check`, `make lab-hint`")
+        return
+    from lab.engine import LabError
+
+    try:
+        upcoming = learning.next_lesson().manifest
+    except LabError:  # everything solved or given up
+        typer.echo("\nevery scenario done: `make lab-start S=<id>` repeats one")
+        return
+    typer.echo(f"\nnext: `make lab-start` starts {upcoming.id} ({upcoming.title})")
+
+
+@learn_app.command("start")
+@_reports_errors
+def learn_start(
+    scenario: Annotated[
+        str | None, typer.Argument(help="Scenario id; the next of the curriculum when omitted.")
+    ] = None,
+    learner: Learner = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Picks the variant; a random one when omitted.")
+    ] = None,
+) -> None:
+    """Break a scenario for yourself and print its ticket."""
+    args = ["start", *([scenario] if scenario else [])]
+    learner = _forward(args + (["--seed", str(seed)] if seed is not None else []), learner, True)
+    manifest, ticket = _learning(learner).start(scenario, seed)
+    typer.echo(
+        f"lab mode, {learner}: {manifest.id} {manifest.title} ({manifest.difficulty.value}, "
+        f"time box {manifest.time_box_minutes} min)\n"
+    )
+    typer.echo(ticket, nl=False)
+    typer.echo(
+        "\nnext: investigate with the stack's tools; `make lab-check` when you think it is "
+        "fixed, `make lab-hint` for a hint, `make lab-giveup` for the answer, `make lab-reset` "
+        "to leave it"
+    )
+
+
+@learn_app.command("hint")
+@_reports_errors
+def learn_hint(learner: Learner = None) -> None:
+    """The next hint of your scenario, vague first."""
+    given = _learning(_forward(["hint"], learner)).hint()
+    if given.text is None:
+        typer.echo(f"no hints left ({given.total} given): `make lab-giveup` shows the answer")
+        return
+    typer.echo(f"hint {given.number} of {given.total}: {given.text}")
+
+
+@learn_app.command("check")
+@_reports_errors
+def learn_check(learner: Learner = None) -> None:
+    """OK/NO per check of your scenario; exit 0 only when every check passes."""
+    from lab.learning import format_duration
+
+    checked = _learning(_forward(["check"], learner)).check()
+    code = _print_checks(checked.checks)
+    if checked.newly_solved:
+        entry = checked.progress
+        typer.echo(
+            f"solved in {format_duration(entry.seconds_to_solve)} with "
+            f"{entry.hints_to_solve} hint(s): `make lab-reset`, then `make lab-start` for the "
+            "next one"
+        )
+    raise typer.Exit(code)
+
+
+@learn_app.command("giveup")
+@_reports_errors
+def learn_giveup(
+    learner: Learner = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Show the answer (cause, fix, rubric) after a confirmation; it counts as given up."""
+    if not yes:
+        typer.confirm(
+            "show the answer? Unless you solved it already, it counts as given up",
+            abort=True,
+            err=True,
+        )
+    typer.echo(_learning(_forward(["giveup", "--yes"], learner)).give_up(), nl=False)
+
+
+@learn_app.command("reset")
+@_reports_errors
+def learn_reset(learner: Learner = None) -> None:
+    """Undo your scenario and return to the healthy baseline; your progress stays."""
+    typer.echo(_learning(_forward(["reset"], learner, stack=True)).reset())
+    typer.echo("next: `make lab` shows your progress, `make lab-start` the next scenario")
+
+
+@learn_app.command("report")
+@_reports_errors
+def learn_report(learner: Learner = None) -> None:
+    """Write your progress as a markdown and an HTML page a manager can read."""
+    markdown, page = _learning(_forward(["report"], learner)).report()
+    typer.echo(f"wrote {markdown}\nwrote {page}")

@@ -45,7 +45,7 @@ from lab.catalogue import (
 )
 from lab.context import Check, ScenarioContext
 from lab.manifest import Manifest, Variant, render
-from lab.state import ActiveScenario, LabStore
+from lab.state import ActiveScenario, LabStore, Mode
 
 LOG_TAIL_LINES = 60
 SEED_RANGE = 10_000
@@ -220,8 +220,21 @@ class Lab:
         key = self._key() if self.store.sealed() else None
         return [s.manifest for s in self.catalogue(key).scenarios()]
 
-    def break_(self, ref: str, seed: int | None = None) -> str:
-        """Inject scenario ``ref`` and return the candidate's ticket (and nothing else)."""
+    def active_state(self) -> ActiveScenario | None:
+        """The active scenario's state, or None (interviewer only: passphrase while sealed)."""
+        return self.store.load(self._key())
+
+    def break_(
+        self,
+        ref: str,
+        seed: int | None = None,
+        mode: Mode = Mode.INTERVIEW,
+        learner: str | None = None,
+    ) -> str:
+        """Inject scenario ``ref`` and return the candidate's ticket (and nothing else).
+
+        ``mode`` and ``learner`` say who broke it: lab mode (``lab.learning``) counts the
+        session towards a learner's progress."""
         key = self._key()
         state = self.store.load(key)
         try:
@@ -230,7 +243,11 @@ class Lab:
             raise LabError(str(exc), 2) from None
         module = scenario.module()
         if state is not None:
-            if state.scenario_id != scenario.id or (seed is not None and seed != state.seed):
+            if (
+                state.scenario_id != scenario.id
+                or (seed is not None and seed != state.seed)
+                or (state.mode, state.learner) != (mode, learner)
+            ):
                 raise LabError(
                     "another scenario is active: `make reset` first (`make verify` checks it)"
                 )
@@ -240,6 +257,8 @@ class Lab:
                 scenario_id=scenario.id,
                 seed=seed,
                 variant=scenario.manifest.pick_variant(seed).values(),
+                mode=mode,
+                learner=learner,
             )
             ctx = self._context(scenario, state)
             with captured() as log:

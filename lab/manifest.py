@@ -42,6 +42,18 @@ class Difficulty(StrEnum):
     HARD = "hard"
 
 
+class Family(StrEnum):
+    """The part of the stack a scenario teaches, named for where its symptom shows, never for
+    its cause. Lab mode's curriculum walks the families in this order (a week's path: data and
+    features first, then serving, the model's lifecycle, monitoring, and a code review)."""
+
+    FEATURES = "features"
+    SERVING = "serving"
+    MODELS = "models"
+    MONITORING = "monitoring"
+    REVIEW = "review"
+
+
 class Choice(BaseModel):
     """One value a variant dimension can take; ``note`` says what it means (interviewer only)."""
 
@@ -78,6 +90,11 @@ class Manifest(BaseModel):
     tells: list[str] = Field(
         default_factory=list,
         description="Words that would give the cause away: never in candidate-facing output.",
+    )
+    family: Family | None = Field(
+        default=None,
+        description="Where lab mode's curriculum files it (features, serving, models, "
+        "monitoring, review); when absent, code reviews go to 'review' and incidents last.",
     )
     baseline: bool = Field(
         default=False,

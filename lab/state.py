@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lab import crypto
 from lab.manifest import Scalar
+
+
+class Mode(StrEnum):
+    """Who broke the stack: an interviewer for a candidate (``make break``), or a learner for
+    themselves (``make lab-start``, lab mode: no passphrase, progress kept per learner)."""
+
+    INTERVIEW = "interview"
+    LAB = "lab"
 
 
 class ActiveScenario(BaseModel):
@@ -36,6 +45,8 @@ class ActiveScenario(BaseModel):
     scenario_id: str
     seed: int
     variant: dict[str, Scalar]
+    mode: Mode = Mode.INTERVIEW
+    learner: str | None = None  # lab mode: whose progress it counts for
     started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     hints_given: int = 0
     baseline: dict[str, Any] = Field(default_factory=dict)

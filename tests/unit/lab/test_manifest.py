@@ -38,12 +38,18 @@ def test_the_toy_manifest_is_valid_and_scalars_become_choices() -> None:
         ({"variants": {"Colour": ["red", "blue"]}}, "lower_snake_case"),
         ({"steady_state": ["not a name"]}, "function name"),
         ({"cause": "spoiler"}, "cause"),  # unknown keys are refused, not ignored
+        ({"family": "skew"}, "family"),  # lab mode's families are a fixed, neutral list
     ],
 )
 def test_invalid_manifests_are_refused_with_the_reason(changes, complaint) -> None:
     with pytest.raises(ValidationError) as error:
         manifest(**changes)
     assert complaint in str(error.value)
+
+
+def test_family_is_optional_and_one_of_the_curriculum_families() -> None:
+    assert manifest().family is None
+    assert manifest(family="monitoring").family == "monitoring"
 
 
 def test_seeds_that_differ_pick_different_variants_and_the_same_seed_the_same() -> None:
