@@ -40,6 +40,21 @@ lab_app = typer.Typer(
 PASSPHRASE_VARIABLE = "FRAUDLAB_LAB_PASSPHRASE"
 
 
+def record_command(group: Any, argv: list[str]) -> None:
+    """Called by the ``fraudlab`` command before any command runs: while a scenario is active,
+    note the command's name and time in the session's record (``lab.record``). Cheap when
+    nothing is active — one ``stat`` — and silent whatever happens."""
+    try:
+        lab_dir = get_settings().lab_state_dir
+        if not (lab_dir / "state.enc").exists():
+            return
+        from lab.record import command_words, note_command
+
+        note_command(lab_dir, command_words(group, argv))
+    except Exception:  # noqa: BLE001 - recording must never stop the command itself
+        return
+
+
 def _passphrase(confirm: bool = False) -> str:
     secret = getattr(get_settings(), "lab_passphrase", None)
     if secret is not None:

@@ -145,13 +145,17 @@ class ScenarioContext:
         """Run a command with its output captured (never shown to the candidate).
 
         ``env`` replaces the environment when given (start from ``self.env()``). With
-        ``check`` a non-zero exit raises ``CommandFailed`` carrying stdout and stderr.
+        ``check`` a non-zero exit raises ``CommandFailed`` carrying stdout and stderr. The
+        command never reads the interviewer's terminal (stdin is empty unless ``input`` is
+        given): a prompt fails instead of hanging, and the interview record, which notes only
+        commands run at a terminal, does not count the scenario's own.
         """
         result = subprocess.run(
             [str(part) for part in command],
             cwd=cwd or self.repo,
             env=dict(env) if env is not None else None,
             input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -4,6 +4,11 @@ Owns: Fernet keys (a random key file while the lab is unsealed, a key derived fr
 interviewer's passphrase with scrypt while it is sealed), the check that a passphrase is the
 right one, and the on-disk format of a sealed file (a magic line, then a Fernet token).
 
+Also owns the record's sealed boxes: the interview record is appended to by commands that have
+no key (``make verify`` and the candidate's ``fraudlab`` commands while the lab is sealed), so
+it is encrypted to a public key (X25519, an ephemeral key per box, HKDF, Fernet) whose private
+half is kept under the state's key — the passphrase's while sealed.
+
 Must not: know what a scenario or the state is; decide when to seal (``engine`` does).
 
 What this protects, honestly: files are not plain text, so nothing greps, cats or indexes a
@@ -19,6 +24,9 @@ import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 SEALED_MAGIC = b"fraudlab-sealed/1\n"
@@ -85,6 +93,46 @@ def unseal_bytes(key: bytes, data: bytes) -> bytes:
     if not is_sealed(data):
         return data
     return decrypt(key, data[len(SEALED_MAGIC) :].strip())
+
+
+BOX_INFO = b"fraudlab lab record box"
+RAW = serialization.Encoding.Raw
+
+
+def new_box_keys() -> tuple[bytes, bytes]:
+    """A key pair for sealed boxes: (private, public), 32 raw bytes each."""
+    private = X25519PrivateKey.generate()
+    return (
+        private.private_bytes(RAW, serialization.PrivateFormat.Raw, serialization.NoEncryption()),
+        private.public_key().public_bytes(RAW, serialization.PublicFormat.Raw),
+    )
+
+
+def _box_key(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
+    raw = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=BOX_INFO + ephemeral + recipient
+    ).derive(shared)
+    return base64.urlsafe_b64encode(raw)
+
+
+def seal_box(public: bytes, data: bytes) -> bytes:
+    """``data`` encrypted so that only the private half of ``public`` opens it."""
+    ephemeral = X25519PrivateKey.generate()
+    ephemeral_public = ephemeral.public_key().public_bytes(RAW, serialization.PublicFormat.Raw)
+    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(public))
+    token = Fernet(_box_key(shared, ephemeral_public, public)).encrypt(data)
+    return ephemeral_public + base64.urlsafe_b64decode(token)
+
+
+def open_box(private: bytes, box: bytes) -> bytes:
+    key = X25519PrivateKey.from_private_bytes(private)
+    public = key.public_key().public_bytes(RAW, serialization.PublicFormat.Raw)
+    ephemeral_public, token = box[:32], base64.urlsafe_b64encode(box[32:])
+    shared = key.exchange(X25519PublicKey.from_public_bytes(ephemeral_public))
+    try:
+        return Fernet(_box_key(shared, ephemeral_public, public)).decrypt(token)
+    except InvalidToken:
+        raise WrongPassphrase("this key does not open the record") from None
 
 
 def write_private(path: Path, data: bytes) -> None:

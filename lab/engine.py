@@ -44,11 +44,22 @@ from lab.catalogue import (
     parse_manifest,
 )
 from lab.context import Check, ScenarioContext
+from lab.document import Bullets, parse_markdown
 from lab.manifest import Manifest, Variant, render
+from lab.record import Event, EventKind, Records, Session, outcomes
 from lab.state import ActiveScenario, LabStore, Mode
 
 LOG_TAIL_LINES = 60
 SEED_RANGE = 10_000
+# The ticket's footer in interview mode: the candidate is told what the record keeps.
+RECORDED = (
+    "This session is recorded: when this ticket was shown, each hint and each `make verify` "
+    "(OK/NO per check){commands}, with their times."
+)
+RECORDED_COMMANDS = (
+    ", and the names of the `fraudlab` and `make` commands you run on this machine (never "
+    "their arguments)"
+)
 
 
 class LabError(Exception):
@@ -114,6 +125,7 @@ class Lab:
             else catalogue_root(self.repo)
         )
         self.store = LabStore(settings.lab_state_dir)
+        self.records = Records(self.store.root)
         self._passphrase = passphrase
 
     # --- keys and catalogue --------------------------------------------------------------------
@@ -275,6 +287,8 @@ class Lab:
                     f"{lines}\nnext: `make status` (and `make up`), then break again"
                 )
             state.log += log.getvalue()
+            self.records.start(key)
+            self._note(Event(kind=EventKind.BREAK, at=state.started_at))
         # Saved before inject: if inject dies half way, `reset` still knows what to undo.
         self.store.save(state, key)
         ctx = self._context(scenario, state)
@@ -294,7 +308,12 @@ class Lab:
         self.store.save(state, key)
         if self.store.sealed():
             self.store.write_capsule(state, str(scenario.folder), scenario.files())
-        return render(scenario.text(BRIEF), ctx.variant, state.seed, ctx.private).strip() + "\n"
+        ticket = render(scenario.text(BRIEF), ctx.variant, state.seed, ctx.private).strip()
+        self._note(Event(kind=EventKind.TICKET))
+        if state.mode == Mode.INTERVIEW:
+            commands = RECORDED_COMMANDS if self.settings.stack != "compose" else ""
+            ticket += "\n\n---\n\n" + RECORDED.format(commands=commands)
+        return ticket + "\n"
 
     def verify(self) -> list[Check]:
         """The active scenario's checks. Works while sealed, without the passphrase."""
@@ -318,6 +337,7 @@ class Lab:
                 checks = [Check("the checks ran to the end", False, traceback.format_exc())]
         if not checks:
             checks = [Check("the scenario defines checks", False, "verify returned nothing")]
+        self._note(Event(kind=EventKind.VERIFY, checks=outcomes(checks)))
         return checks
 
     def require_interviewer(self) -> None:
@@ -333,11 +353,13 @@ class Lab:
             return Hint(total, total, None)
         state.hints_given += 1
         self.store.save(state, key)
+        self._note(Event(kind=EventKind.HINT, rung=state.hints_given, total=total))
         return Hint(state.hints_given, total, notes.hints[state.hints_given - 1])
 
     def reveal(self) -> str:
         key = self._key()
         state, scenario = self._load(key)
+        self._note(Event(kind=EventKind.REVEAL))
         manifest = scenario.manifest
         variant = manifest.variant_from_values(state.variant)
         minutes = (datetime.now(UTC) - state.started_at).total_seconds() / 60
@@ -407,6 +429,11 @@ class Lab:
                 "next: `make status` (and `make up`), then `make reset` again"
             )
         shutil.rmtree(self.store.root / "work", ignore_errors=True)
+        self._note(Event(kind=EventKind.RESET))
+        self.records.ensure_keys(key)  # a session broken before the record existed
+        session = self.session_of(state, scenario, key, ended=True)
+        self.records.save(session)
+        self.records.clear_journal()
         self.store.clear()
         return f"reset: healthy baseline verified ({len(checks)} steady-state probe(s) pass)"
 
@@ -427,8 +454,10 @@ class Lab:
             capsule = (str(scenario.folder), scenario.files())
         files = self._sealable_files()
         relative = [str(p.relative_to(self.repo)) for p in files]
+        self.records.ensure_keys(old_key)
         # The seal file first: if sealing stops half way, unseal still opens what was sealed.
         key = self.store.new_seal(passphrase, relative)
+        self.records.rewrap(old_key, key)
         for path in files:
             data = path.read_bytes()
             if not crypto.is_sealed(data):
@@ -464,6 +493,7 @@ class Lab:
         state = self.store.load(key)
         self.store.drop_capsule()
         self.store.seal_file.unlink()
+        self.records.rewrap(key, self.store.unsealed_key())
         if state is not None:
             self.store.save(state, self.store.unsealed_key())
         return f"unsealed {opened} catalogue file(s) and the lab state"
@@ -498,6 +528,84 @@ class Lab:
                 text=True,
                 check=True,
             )
+
+    # --- the record ----------------------------------------------------------------------------
+
+    def _note(self, event: Event) -> None:
+        """Add ``event`` to the active session's record. A record that cannot be written (a
+        full disk, a file the candidate removed) never stops a verb."""
+        try:
+            self.records.append(event)
+        except OSError:
+            pass
+
+    def session_of(
+        self, state: ActiveScenario, scenario: Scenario, key: bytes, ended: bool = False
+    ) -> Session:
+        """The session of ``state``: its timeline so far and, rendered for its variant, what
+        the scorecard needs from the interviewer notes."""
+        notes = self._notes(scenario, state)
+        manifest = scenario.manifest
+        follow_ups = [
+            item
+            for block in parse_markdown(notes.sections.get("Follow-up questions", ""))
+            if isinstance(block, Bullets)
+            for item in block.items
+        ]
+        return Session(
+            id=self.records.new_session_id(state.started_at),
+            scenario_id=manifest.id,
+            title=manifest.title,
+            kind=manifest.kind.value,
+            difficulty=manifest.difficulty.value,
+            seniority=[s.value for s in manifest.seniority],
+            time_box_minutes=manifest.time_box_minutes,
+            mode=state.mode,
+            learner=state.learner,
+            seed=state.seed,
+            variant=state.variant,
+            started_at=state.started_at,
+            ended_at=datetime.now(UTC) if ended else None,
+            hints_total=len(notes.hints),
+            rubric=notes.sections.get("Rubric", "").strip(),
+            follow_ups=follow_ups,
+            events=self.records.events(key),
+        )
+
+    def sessions(self) -> list[Session]:
+        """Finished sessions, oldest first (interviewer only: passphrase while sealed)."""
+        return self.records.sessions(self._key())
+
+    def session(self, session_id: str | None = None) -> Session:
+        """A session by id; without one, the active session (its timeline so far) or, when
+        none is active, the last finished one. Interviewer only."""
+        key = self._key()
+        if session_id is None:
+            state = self.store.load(key)
+            if state is not None:
+                return self.session_of(state, self.catalogue(key).get(state.scenario_id), key)
+            ids = self.records.session_ids()
+            if not ids:
+                raise LabError("no session recorded yet: `make break S=<id>` starts one", 2)
+            session_id = ids[-1]
+        try:
+            return self.records.load(session_id, key)
+        except FileNotFoundError:
+            raise LabError(
+                f"no session '{session_id}': `make scorecard LIST=1` lists them", 2
+            ) from None
+
+    def record_marks(self, session: Session, events: list[Event]) -> Session:
+        """Add the interviewer's marks and notes to ``session`` (the journal while it is
+        active, its archive once finished)."""
+        self._key()
+        if session.finished:
+            session = session.model_copy(update={"events": [*session.events, *events]})
+            self.records.save(session)
+            return session
+        for event in events:
+            self.records.append(event)
+        return session.model_copy(update={"events": [*session.events, *events]})
 
     # --- status --------------------------------------------------------------------------------
 
