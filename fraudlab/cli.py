@@ -6,12 +6,13 @@ package that owns the work; no logic lives here. The Makefile calls these comman
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from foundation.settings import get_settings
-from lab.cli import lab_app
+from lab.cli import lab_app, record_command
 
 app = typer.Typer(
     help="fraudlab: a production fraud-detection stack and interview sandbox.",
@@ -20,6 +21,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(lab_app, name="lab")
+
+
+@app.callback()
+def _record(context: typer.Context) -> None:
+    # While a scenario is active, the interview record notes the command's name (never its
+    # arguments) and time; the candidate's ticket says so.
+    record_command(context.command, sys.argv[1:])
 
 
 def _compose_host() -> bool:
