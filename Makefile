@@ -165,7 +165,11 @@ monitor-dag:
 # terminal). hint, reveal, reset and list ask for the passphrase while the lab is sealed.
 # STACK=compose: each verb runs in a one-off lab runner container of the containerised stack
 # (break and reset in the one with the Docker socket); the README says what the candidate sees.
-LAB = @$(UV) run --quiet fraudlab lab
+# What make hands down (its flags, and command-line variables such as S=03 SEED=1) must not
+# reach the processes a verb starts or restarts (serving, the traffic simulator): a candidate can
+# read any process's environment in /proc/<pid>/environ.
+SCRUB_MAKE_ENV = env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES -u S -u SEED
+LAB = @$(SCRUB_MAKE_ENV) $(UV) run --quiet fraudlab lab
 
 ## List the scenarios: id, title, kind, difficulty, seniority, time box (never the cause)
 .PHONY: scenarios
