@@ -604,7 +604,7 @@ def _published(info: dict | None) -> str:
 
 def status(settings: Settings) -> int:
     """One row per service (state, health, published address), then the data; 0 if healthy."""
-    from control.stack import served_model_version
+    from control.stack import gate_note, served_model_version
 
     compose = Compose(settings)
     table = Table(
@@ -613,6 +613,7 @@ def status(settings: Settings) -> int:
     for column in ("service", "state", "health", "published", "detail"):
         table.add_column(column)
     all_ok = True
+    gate_warning = None
     long_running = compose.long_running()
     for service in compose.services():
         info = compose.container(service)
@@ -634,9 +635,12 @@ def status(settings: Settings) -> int:
             shown = f"[red]{health or status_}[/]"
         if service == "serving" and ok:
             version = served_model_version(settings)
-            detail = f"model version {version}" if version else detail
+            gates, gate_warning = gate_note(settings, version)
+            detail = f"model version {version}{gates}" if version else detail
         table.add_row(service, status_, shown, _published(info), detail)
     out.print(table)
+    if gate_warning:
+        out.print(f"[yellow]![/] {gate_warning}")
     result = compose.exec(
         "workstation", ["python", "-m", "control.compose", "summary"], capture=True
     )

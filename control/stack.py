@@ -321,6 +321,22 @@ def served_model_version(settings: Settings) -> str | None:
     return None
 
 
+def gate_note(settings: Settings, version: str | None) -> tuple[str, str | None]:
+    """The served version's promotion-gate verdict for the status table (", gates passed"), and
+    a warning for people when it did not pass (None when it did, or nothing is served)."""
+    if version is None:
+        return "", None
+    from model import registry
+
+    try:
+        verdict, sentence = registry.gate_verdict_line(settings, version)
+    except Exception:  # noqa: BLE001 - a status line must not fail on the registry
+        return ", gates unknown (registry unreachable)", None
+    if verdict == registry.PASSED:
+        return ", gates passed", None
+    return f", [yellow]{'gates failed' if verdict == registry.FAILED else verdict}[/]", sentence
+
+
 def traffic_state(settings: Settings) -> dict | None:
     """The simulator's persisted progress (requests sent, errors, clock), if any."""
     path = settings.data_dir / TRAFFIC_STATE_FILE
@@ -1018,7 +1034,8 @@ def status(
     ready = serving_ready(settings)
     all_ok &= ready
     version = served_model_version(settings) if ready else None
-    detail = f"model version {version}" if version else "GET /readyz"
+    gates, gate_warning = gate_note(settings, version)
+    detail = f"model version {version}{gates}" if version else "GET /readyz"
     release = releases.current(settings) if not settings.serving_url else None
     if release is not None:
         detail += f", release {release.describe()}"
@@ -1064,6 +1081,8 @@ def status(
     if airflow_shown:
         all_ok &= _airflow_rows(settings, table)
     out.print(table)
+    if gate_warning:  # a warning, not a fault: the stack runs as asked
+        out.print(f"[yellow]![/] {gate_warning}")
     expected = {
         "mlflow": settings.tracking_uri,
         "evidently": settings.evidently_base_url,

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from foundation.settings import Settings
+from model import registry
 from monitoring import sources
 from monitoring.decisions import DecisionsResult, run_decisions
 from monitoring.drift import DriftResult, run_drift
@@ -309,6 +310,7 @@ def run_monitors(
                 console.print(
                     f"[bold red]{monitor.value} monitor failed[/]: {type(exc).__name__}: {exc}"
                 )
+    console.print(registry.champion_gate_summary(settings), markup=False)
     console.print(f"reports: {run_dir}")
     if (sources.workspace_dir(settings)).exists():
         console.print(

@@ -777,10 +777,12 @@ def register(settings: Settings, run: TrainingRun, alias: str = CHALLENGER) -> s
     import mlflow
     import onnx
 
-    from model.registry import client
+    from model.registry import BUNDLE_SHA256_TAG, bundle_files, bundle_sha256, client
 
     if not (run.bundle / SPEC_FILE).exists():
         raise FileNotFoundError(f"{run.bundle} has no model bundle: run the evaluate stage first")
+    # what every reader of the registered bundle (serving's cache first) checks its copy against
+    digest = bundle_sha256(bundle_files(run.bundle))
     spec = json.loads((run.bundle / SPEC_FILE).read_text())
     report = json.loads((run.bundle / "evaluation.json").read_text())
     tags = json.loads(run.path(TAGS_FILE).read_text())
@@ -829,7 +831,13 @@ def register(settings: Settings, run: TrainingRun, alias: str = CHALLENGER) -> s
         run_id = active.info.run_id
     version = str(info.registered_model_version)
     registry = client(settings)
-    for key, value in {**tags, "threshold": f"{spec['threshold']:.6f}", "run_id": run_id}.items():
+    version_tags = {
+        **tags,
+        "threshold": f"{spec['threshold']:.6f}",
+        "run_id": run_id,
+        BUNDLE_SHA256_TAG: digest,
+    }
+    for key, value in version_tags.items():
         registry.set_model_version_tag(settings.model_name, version, key, value)
     registry.set_registered_model_alias(settings.model_name, alias, version)
     run.path(REGISTERED_FILE).write_text(

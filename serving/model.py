@@ -3,6 +3,11 @@
 Owns: loading a bundle into a ready-to-score ``ServedModel`` (validated with a dry run before it
 can serve), finding the champion at start-up (MLflow, or the on-disk cache of the last bundle
 when MLflow is unreachable), and swapping in a new champion when the alias moves.
+
+Every bundle is checked before it serves (``model.registry``): a cached copy against the digest
+training registered (a changed file — an edited threshold, say — is named in a warning and the
+bundle fetched again), a fresh download too; with MLflow unreachable, a cached copy changed
+since its download is refused, and serving does not start rather than serve it.
 Must not: fetch features, compute model inputs (``features.transforms``), or talk to MLflow
 other than through ``model.registry``.
 
@@ -168,7 +173,12 @@ def load_champion(settings: Settings) -> ServedModel:
     try:
         bundle = registry.load_alias(settings, cache)
     except Exception as exc:  # MLflow down, no champion, download failed: try the cache
-        cached = registry.last_loaded(cache)
+        try:
+            cached = registry.last_loaded(cache)
+        except registry.BundleIntegrityError as refused:
+            raise RuntimeError(
+                f"cannot start serving: MLflow at {settings.tracking_uri} said: {exc}. And {refused}"
+            ) from refused
         if cached is None:
             raise RuntimeError(
                 f"cannot start serving: no champion model. MLflow at {settings.tracking_uri}"

@@ -36,7 +36,15 @@ from pipelines.gates import PREVIOUS_CHAMPION
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SERVING_FOLLOWS_S = 15.0
-GATES = ("quality", "slices", "onnx_parity", "latency", "data_validation", "leakage")
+GATES = (
+    "quality",
+    "calibration",
+    "slices",
+    "onnx_parity",
+    "latency",
+    "data_validation",
+    "leakage",
+)
 # A training configuration that starves the model: four leaves, a fifth of the features per
 # tree, forty rounds. On the small world's holdout it loses ~0.15 PR-AUC.
 WEAK = {
@@ -107,6 +115,12 @@ def promote(stack) -> subprocess.CompletedProcess:
     return result
 
 
+def status_output(stack) -> str:
+    """`fraudlab status` as printed, wide enough that no table cell wraps."""
+    shown = cli(stack, "status", env={"COLUMNS": "250"}, timeout=120)
+    return shown.stdout + shown.stderr
+
+
 def assert_refused(stack, champion: str, challenger: str, result) -> dict[str, bool]:
     """Exit 1, the champion and serving unchanged; returns each gate's verdict."""
     assert result.returncode == 1, result.stdout + result.stderr
@@ -156,6 +170,33 @@ def test_a_worse_model_fails_the_quality_gate(stack, registry_as_found, no_chall
     assert verdict["onnx_parity"] and verdict["latency"] and verdict["leakage"]
     quality = next(g for g in latest_report(stack.settings)["gates"] if g["name"] == "quality")
     assert quality["details"]["challenger"]["pr_auc"] < quality["details"]["champion"]["pr_auc"]
+
+    # the refused model made champion by hand anyway: served, and status says it failed
+    set_alias(stack.settings, CHAMPION, challenger)
+    try:
+        assert serving_version(stack, challenger) == challenger
+        shown = status_output(stack)
+        assert f"model version {challenger}, gates failed" in shown, shown
+        assert f"champion v{challenger} FAILED the promotion gates" in shown, shown
+    finally:
+        set_alias(stack.settings, CHAMPION, champion)
+    assert serving_version(stack, champion) == champion
+
+
+def test_a_champion_moved_by_hand_to_an_ungated_version_shows_never_gated(
+    stack, registry_as_found, no_challenger_left
+) -> None:
+    champion = registry_as_found
+    ungated = train_challenger(stack)  # registered, never judged by `fraudlab promote`
+    set_alias(stack.settings, CHAMPION, ungated)
+    try:
+        assert serving_version(stack, ungated) == ungated
+        shown = status_output(stack)
+        assert f"model version {ungated}, never gated" in shown, shown
+        assert f"champion v{ungated} was never gated" in shown, shown
+    finally:
+        set_alias(stack.settings, CHAMPION, champion)
+    assert serving_version(stack, champion) == champion
 
 
 def test_a_leaky_model_looks_better_and_only_the_leakage_screen_stops_it(
@@ -258,6 +299,9 @@ def test_a_better_model_passes_at_default_tolerances_is_served_and_rolled_back(
     assert resolve_alias(settings, CHALLENGER) is None
 
     assert serving_version(stack, better) == better
+    shown = status_output(stack)
+    assert f"model version {better}, gates passed" in shown, shown
+    assert "promotion gates" not in shown  # no warning line
 
     rolled = stack.cli("rollback")
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
