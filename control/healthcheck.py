@@ -4,8 +4,9 @@ Owns: the judgement "is this container doing its job" for docker-compose.yml's `
 entries, as exit codes (0 healthy, 1 not) with one line saying why.
 
     http <url>             the URL answers 2xx within 5 s (MLflow /health, serving /readyz, …)
-    traffic                the simulator reported progress recently and is not stuck retrying,
-                           or it has finished the replay
+    traffic                the simulator's progress file says it sends (recent progress, not
+                           stuck retrying, not stopped) or has finished the replay
+                           (``traffic.progress``: the workstation's status reads it the same way)
     airflow-job <type>     this container's Airflow job (SchedulerJob, DagProcessorJob) is
                            running and heartbeating in the metadata DB
 
@@ -37,21 +38,11 @@ def check_http(url: str) -> tuple[bool, str]:
 
 
 def check_traffic() -> tuple[bool, str]:
-    from control.stack import TRAFFIC_STALE_S, traffic_state
     from foundation.settings import get_settings
+    from traffic import progress
 
-    state = traffic_state(get_settings())
-    if state is None:
-        return False, "no progress file yet"
-    if state.get("finished"):
-        return True, "replay finished"
-    if state.get("last_error"):
-        return False, f"retrying: {str(state['last_error'])[:80]}"
-    age = time.time() - float(state.get("updated_at", 0))
-    return (
-        age < TRAFFIC_STALE_S,
-        f"last progress {age:.0f}s ago, {state.get('sent_total', 0)} sent",
-    )
+    reading = progress.judge(progress.read_state(get_settings()), time.time())
+    return reading.healthy, f"{reading.state}: {reading.detail}"
 
 
 def check_airflow_job(job_type: str) -> tuple[bool, str]:

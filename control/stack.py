@@ -47,6 +47,7 @@ from control.launch import (
     tool,
 )
 from foundation.settings import REPO_ROOT, Settings
+from traffic import progress
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -77,10 +78,6 @@ AIRFLOW_HEARTBEATS = {
 TRAFFIC_SETTLE_S = 3.0
 TRAFFIC_RECOVERY_S = 30.0  # > the simulator's longest retry back-off
 PROGRESS_EVERY_S = 5.0
-TRAFFIC_STATE_FILE = "traffic_state.json"
-# A simulator whose last progress write is older than this is reported as stalled: it persists
-# its state every few seconds while it sends.
-TRAFFIC_STALE_S = 90.0
 # The exact label: "transform_version" must not match.
 MODEL_VERSION_LABEL = re.compile(r'[{,]version="([^"]*)"')
 
@@ -267,12 +264,13 @@ def evidently_healthy(settings: Settings) -> bool:
         return False
 
 
-def airflow_health(settings: Settings) -> dict | None:
+def airflow_health(settings: Settings, base_url: str | None = None) -> dict | None:
     """The API server's view of Airflow (metadata DB, heartbeats); None when it does not answer.
 
-    A heartbeat older than Airflow's threshold (30 s) reads "unhealthy".
+    A heartbeat older than Airflow's threshold (30 s) reads "unhealthy". ``base_url``: the API
+    server's (default: ours, ``settings.airflow_base_url``).
     """
-    response = http_get(f"{settings.airflow_base_url}/api/v2/monitor/health")
+    response = http_get(f"{base_url or settings.airflow_base_url}/api/v2/monitor/health")
     if response is None or response.status_code != 200:
         return None
     try:
@@ -339,11 +337,7 @@ def gate_note(settings: Settings, version: str | None) -> tuple[str, str | None]
 
 def traffic_state(settings: Settings) -> dict | None:
     """The simulator's persisted progress (requests sent, errors, clock), if any."""
-    path = settings.data_dir / TRAFFIC_STATE_FILE
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
+    return progress.read_state(settings)
 
 
 def replay_finished(settings: Settings) -> bool:
@@ -360,12 +354,10 @@ def replay_finished(settings: Settings) -> bool:
 
 
 def traffic_healthy(settings: Settings) -> bool:
+    """Our simulator runs and sends (alive but stuck retrying is not healthy)."""
     if running(settings, "traffic") is None:
         return False
-    state = traffic_state(settings)
-    if state is None or state.get("last_error"):  # alive but stuck retrying is not healthy
-        return False
-    return time.time() - float(state.get("updated_at", 0)) < TRAFFIC_STALE_S
+    return progress.judge(traffic_state(settings), time.time()).state == progress.SENDING
 
 
 def _wait_until(
@@ -1054,10 +1046,7 @@ def status(
     if (include_traffic or record is not None) and not finished:
         all_ok &= alive
     if state:
-        detail = (
-            f"{state.get('sent_total', 0):,} sent, {state.get('errors_total', 0):,} errors,"
-            f" clock {str(state.get('clock', '?'))[:16].replace('T', ' ')}"
-        )
+        detail = traffic_progress(state)
         if state.get("finished"):
             detail += " (replay finished)"
         elif state.get("last_error") and record is not None:
@@ -1106,6 +1095,23 @@ def status(
             f"Airflow UI: {settings.airflow_base_url} — user admin, password in "
             f"{airflow_home(settings) / AIRFLOW_PASSWORDS_FILE}"
         )
+    print_data(settings)
+    return print_verdict(
+        all_ok, "`fraudlab logs <component>` shows why, `fraudlab up` starts what is missing"
+    )
+
+
+def traffic_progress(state: dict) -> str:
+    """The simulator's totals and simulated clock, from its progress file."""
+    return (
+        f"{state.get('sent_total', 0):,} sent, {state.get('errors_total', 0):,} errors,"
+        f" clock {str(state.get('clock', '?'))[:16].replace('T', ' ')}"
+    )
+
+
+def print_data(settings: Settings) -> None:
+    """What the monitors live on, below the components: prediction log, labels, clock, the
+    scheduled jobs."""
     n_files, n_bytes = _dir_size(settings.prediction_log_dir, "predictions-*.jsonl")
     out.print(
         f"prediction log: {n_files} files, {_human_bytes(n_bytes)} "
@@ -1126,12 +1132,15 @@ def status(
         # a pause is an operator's choice, not a fault: shown, not counted against health
         style = "yellow" if "PAUSED" in line else "dim"
         out.print(f"[{style}]schedule {line}[/]", highlight=False)
-    if not all_ok:
-        out.print(
-            "not all components are healthy: `fraudlab logs <component>` shows why, "
-            "`fraudlab up` starts what is missing"
-        )
-    return 0 if all_ok else 1
+
+
+def print_verdict(all_ok: bool, next_steps: str) -> int:
+    """The last line of a status: healthy or not, and what to do about it; the exit code."""
+    if all_ok:
+        out.print("[green]all components are healthy[/]")
+        return 0
+    out.print(f"not all components are healthy: {next_steps}")
+    return 1
 
 
 def _health(ok: bool) -> str:

@@ -283,11 +283,17 @@ def status() -> None:
         from control import compose
 
         raise typer.Exit(compose.status(get_settings()))
-    from control import stack
     from lab.engine import Lab
 
     settings = get_settings()
-    code = stack.status(settings)
+    if settings.stack == "compose":  # inside one of its containers: no process of ours to find
+        from control import services
+
+        code = services.status(settings)
+    else:
+        from control import stack
+
+        code = stack.status(settings)
     lab = Lab(settings).status_line()  # at most "a scenario is active": never which one
     if lab:
         typer.echo(lab)

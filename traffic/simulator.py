@@ -3,8 +3,10 @@
 Owns: the simulated present while it runs (it advances ``pipelines.data``'s clock), the
 chargeback label feed files it appends (``<label_dir>/feed-*.parquet``), daily materialisation
 of the online store as the clock crosses midnight UTC (the scheduled ``fraudlab_materialize``
-job of ``pipelines.schedules``: skipped while that schedule is paused), and its own progress file
-(``<data_dir>/traffic_state.json``, read by ``fraudlab status`` and used to resume).
+job of ``pipelines.schedules``: skipped while that schedule is paused), and the content of its
+progress file (``traffic.progress``: read by ``fraudlab status`` and the container's
+healthcheck, used to resume; marked when the simulator exits, so that a reader without a pid
+tells a stopped simulator from a running one at once).
 
 Must not: send anything serving would not see in production — never the ``is_fraud``,
 ``fraud_pattern`` or ``chargeback_timestamp`` columns — or touch the model, the prediction log
@@ -17,14 +19,12 @@ restarting, a materialisation) the schedule restarts instead of bursting to catc
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 
 import httpx
@@ -34,12 +34,12 @@ import pandas as pd
 from foundation.settings import Settings
 from pipelines import data, schedules
 from pipelines.data import REQUEST_COLUMNS
+from traffic.progress import mark_stopped, read_state, write_state
 
 TXN_ID, TS = REQUEST_COLUMNS.index("txn_id"), REQUEST_COLUMNS.index("event_timestamp")
 
 log = logging.getLogger("fraudlab.traffic")
 
-STATE_FILE = "traffic_state.json"
 PROGRESS_LOG_S = 30.0
 PERSIST_EVERY_S = 2.0
 LABEL_FLUSH_S = 60.0
@@ -47,10 +47,6 @@ MAX_BACKOFF_S = 10.0  # short enough to notice a restarted server within seconds
 REQUEST_TIMEOUT_S = 5.0
 MATERIALIZE_WAIT_S = 120.0  # longer than a day's materialisation takes here (~5-15 s)
 DAY = pd.Timedelta(days=1)
-
-
-def state_path(settings: Settings) -> Path:
-    return settings.data_dir / STATE_FILE
 
 
 def payload(row: tuple) -> dict:
@@ -77,7 +73,7 @@ def pending_transactions(settings: Settings, txns: pd.DataFrame) -> pd.DataFrame
     clock = data.read_clock(settings)
     future = txns.loc[txns["event_timestamp"] >= clock, list(REQUEST_COLUMNS)]
     future = future.sort_values(["event_timestamp", "txn_id"], kind="stable")
-    state = _read_state(settings)
+    state = read_state(settings)
     if state and state.get("clock") == clock.isoformat() and state.get("last_txn_id") is not None:
         done = (future["event_timestamp"] == clock) & (future["txn_id"] <= state["last_txn_id"])
         future = future.loc[~done]
@@ -97,13 +93,6 @@ def pending_chargebacks(settings: Settings, txns: pd.DataFrame) -> pd.DataFrame:
     ]
     due = due.loc[~due["txn_id"].isin(delivered)]
     return due.sort_values(["chargeback_timestamp", "txn_id"]).reset_index(drop=True)
-
-
-def _read_state(settings: Settings) -> dict | None:
-    try:
-        return json.loads(state_path(settings).read_text())
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 @dataclass
@@ -295,10 +284,7 @@ class Simulator:
             "finished": finished,
             "last_error": p.last_error,
         }
-        path = state_path(self.settings)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        tmp.replace(path)
+        write_state(self.settings, state)  # no stopped_at: this one is running
         self.last_persist = time.monotonic()
 
     def send(self, client: httpx.Client, body: dict) -> bool:
@@ -370,7 +356,7 @@ class Simulator:
         feed = LabelFeed(settings, pending_chargebacks(settings, txns))
         del txns
         todo = todo.loc[todo["event_timestamp"] <= until]
-        state = _read_state(settings) or {}
+        state = read_state(settings) or {}
         p = self.progress
         p.sent_before = int(state.get("sent_total", 0))
         p.errors_before = int(state.get("errors_total", 0))
@@ -432,7 +418,7 @@ class Simulator:
         todo = pending_transactions(settings, txns)
         feed = LabelFeed(settings, pending_chargebacks(settings, txns))
         del txns
-        state = _read_state(settings) or {}
+        state = read_state(settings) or {}
         if state and pd.Timestamp(state["clock"]) > data.read_clock(settings):
             state = {}  # the clock went back: data was regenerated, earlier totals are moot
         p = self.progress
@@ -529,7 +515,10 @@ def run(
     simulator = Simulator(settings, rps, max_requests)
     signal.signal(signal.SIGTERM, simulator.handle_signal)
     signal.signal(signal.SIGINT, simulator.handle_signal)
-    if fast_forward_hours is not None:
-        until = data.read_clock(settings) + pd.Timedelta(hours=fast_forward_hours)
-        return simulator.fast_forward(until, max(1, workers))
-    return simulator.run()
+    try:
+        if fast_forward_hours is not None:
+            until = data.read_clock(settings) + pd.Timedelta(hours=fast_forward_hours)
+            return simulator.fast_forward(until, max(1, workers))
+        return simulator.run()
+    finally:
+        mark_stopped(settings)

@@ -2,11 +2,13 @@
 
 On the session's stack (``conftest.py``: its own project, free loopback ports, the small world,
 built and brought up through the functions `make images` and `make up STACK=compose` call):
-every service healthy and published on 127.0.0.1 only; no scenario material or state in the
-images; scored requests land in the prediction log; a DAG runs on Airflow's scheduler,
-triggered through its REST API; and the fault drills — Redis down (serving falls back at once,
-says so, and recovers without a restart), MLflow down (serving keeps the loaded champion),
-serving restarted (no record written before the stop is lost, and the stop is clean).
+every service healthy and published on 127.0.0.1 only; the candidate's workstation reads each
+service by its own health (a stopped simulator as stopped) and keeps its tools in a login shell;
+no scenario material or state in the images; scored requests land in the prediction log; a DAG
+runs on Airflow's scheduler, triggered through its REST API; and the fault drills — Redis down
+(serving falls back at once, says so, and recovers without a restart), MLflow down (serving
+keeps the loaded champion), serving restarted (no record written before the stop is lost, and
+the stop is clean).
 
 Skipped, with the reason, when no Docker engine or compose command answers. With the images
 cached, the whole compose session (these and tests/compose/test_compose_lab.py) took 11 minutes
@@ -15,6 +17,7 @@ on a 2-core machine (a cold build adds ~15-25 minutes).
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -39,6 +42,47 @@ def test_every_service_healthy_and_published_on_loopback_only(stack: Stack) -> N
                 published.append((service, binding["HostIp"]))
     assert {service for service, _ in published} >= {"mlflow", "serving", "airflow-apiserver"}
     assert all(host == "127.0.0.1" for _, host in published), published
+
+
+def workstation_status(stack: Stack) -> tuple[int, str]:
+    """`fraudlab status` in the candidate's shell."""
+    done = stack.compose.exec("workstation", ["fraudlab", "status"], capture=True)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_the_workstation_reads_each_service_by_its_own_health(stack: Stack) -> None:
+    """No pid of another container to find: a healthy stack reads healthy, a stopped
+    simulator reads stopped at once (its progress file says so), and healthy again after."""
+    code, printed = workstation_status(stack)
+    assert code == 0, printed
+    assert "stopped" not in printed and "not all components are healthy" not in printed, printed
+    assert printed.strip().splitlines()[-1] == "all components are healthy", printed
+    for service in ("postgres", "redis", "mlflow", "serving", "traffic", "airflow-scheduler"):
+        assert service in printed
+
+    stack.compose.stop("traffic")
+    try:
+        code, printed = workstation_status(stack)
+        assert code == 1, printed
+        traffic = next(line for line in printed.splitlines() if re.match(r"\W*traffic\b", line))
+        assert "stopped" in traffic, printed
+        assert "not all components are healthy" in printed.strip().splitlines()[-1], printed
+    finally:
+        stack.compose.start("traffic")
+    stack.wait_healthy("traffic")
+    code, printed = workstation_status(stack)
+    assert code == 0, printed
+
+
+def test_a_login_shell_in_the_workstation_keeps_the_project_environment(stack: Stack) -> None:
+    """/etc/profile resets PATH: the CLI and the clients must survive it."""
+    done = stack.compose.exec(
+        "workstation",
+        ["bash", "-lc", "fraudlab --help && command -v mlflow feast airflow"],
+        capture=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Usage" in done.stdout and done.stdout.count("/opt/venv/bin/") == 3, done.stdout
 
 
 def test_images_hold_no_scenarios_notes_or_state(stack: Stack) -> None:
