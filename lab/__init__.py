@@ -22,6 +22,6 @@ A scenario is written against three names only::
 See ``broken_scenarios/AUTHORING.md`` for the whole contract.
 """
 
-from lab.context import Check, CommandFailed, ScenarioContext
+from lab.context import Check, CommandFailed, Level, ScenarioContext
 
-__all__ = ["Check", "CommandFailed", "ScenarioContext"]
+__all__ = ["Check", "CommandFailed", "Level", "ScenarioContext"]

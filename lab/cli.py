@@ -166,8 +166,13 @@ def _print_checks(checks: list[Any], explain: bool = False) -> int:
         typer.echo(f"{'OK' if check.ok else 'NO'}  {check.description}")
         if explain and check.detail:
             typer.echo("    " + check.detail.strip().replace("\n", "\n    "))
+    from lab.context import summarise_levels
+
     passed = sum(c.ok for c in checks)
     typer.echo(f"{passed} of {len(checks)} checks pass")
+    summary = summarise_levels(checks)
+    if summary is not None:  # the scenario grades its checks by level
+        typer.echo(summary.describe())
     return 0 if passed == len(checks) else 1
 
 

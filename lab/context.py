@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,17 +53,80 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT_S = 120.0
 
 
+class Level(StrEnum):
+    """How far a candidate got, in order (AIOpsLab grades these apart): the fault was seen,
+    found, repaired, and kept from coming back (a test, a monitor, a gate, a resumed job)."""
+
+    DETECTED = "detected"
+    LOCALISED = "localised"
+    FIXED = "fixed"
+    PREVENTED = "prevented"
+
+
 @dataclass(frozen=True)
 class Check:
     """One verdict of ``verify`` (or of a steady-state or symptom probe).
 
     ``description`` is shown to the candidate next to OK/NO: say what is judged in neutral
     words, never the cause. ``detail`` is for the interviewer (``verify --explain``) and tests.
+    ``level`` (optional, a ``Level`` or its name) says which level of the work the check
+    judges; a verify that tags any check is summarised by the level reached, and its untagged
+    checks count as ``fixed``.
     """
 
     description: str
     ok: bool
     detail: str = ""
+    level: Level | None = None
+
+    def __post_init__(self) -> None:
+        if self.level is not None and not isinstance(self.level, Level):
+            try:
+                object.__setattr__(self, "level", Level(self.level))
+            except ValueError:
+                names = ", ".join(level.value for level in Level)
+                raise ValueError(f"Check level {self.level!r}: use one of {names}") from None
+
+
+@dataclass(frozen=True)
+class LevelCount:
+    level: Level
+    passed: int
+    total: int
+
+
+@dataclass(frozen=True)
+class LevelSummary:
+    """Verify by level: ``reached`` is the highest level whose checks, and those of every level
+    below it, all pass (None: not even the lowest one tagged)."""
+
+    reached: Level | None
+    counts: list[LevelCount]
+
+    def describe(self) -> str:
+        """E.g. ``reached: fixed; prevented: 0 of 1 checks pass``."""
+        reached = f"reached: {self.reached.value if self.reached else 'none yet'}"
+        pending = next((c for c in self.counts if c.passed < c.total), None)
+        if pending is None:
+            return reached
+        return f"{reached}; {pending.level.value}: {pending.passed} of {pending.total} checks pass"
+
+
+def summarise_levels(checks: Sequence[Check]) -> LevelSummary | None:
+    """The level ``checks`` reach; None when no check is tagged with a level."""
+    if not any(check.level is not None for check in checks):
+        return None
+    counts = []
+    for level in Level:
+        judged = [check for check in checks if (check.level or Level.FIXED) == level]
+        if judged:
+            counts.append(LevelCount(level, sum(check.ok for check in judged), len(judged)))
+    reached = None
+    for count in counts:
+        if count.passed < count.total:
+            break
+        reached = count.level
+    return LevelSummary(reached, counts)
 
 
 def edit_once(text: str, old: str, new: str, path: str) -> str:

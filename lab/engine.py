@@ -43,7 +43,7 @@ from lab.catalogue import (
     catalogue_root,
     parse_manifest,
 )
-from lab.context import Check, ScenarioContext
+from lab.context import Check, ScenarioContext, summarise_levels
 from lab.document import Bullets, parse_markdown
 from lab.manifest import Manifest, Variant, render
 from lab.record import Event, EventKind, Records, Session, outcomes
@@ -337,7 +337,9 @@ class Lab:
                 checks = [Check("the checks ran to the end", False, traceback.format_exc())]
         if not checks:
             checks = [Check("the scenario defines checks", False, "verify returned nothing")]
-        self._note(Event(kind=EventKind.VERIFY, checks=outcomes(checks)))
+        summary = summarise_levels(checks)
+        reached = summary.reached.value if summary and summary.reached else None
+        self._note(Event(kind=EventKind.VERIFY, checks=outcomes(checks), reached=reached))
         return checks
 
     def require_interviewer(self) -> None:

@@ -28,7 +28,7 @@ import math
 import shutil
 from pathlib import Path
 
-from lab import Check, ScenarioContext
+from lab import Check, Level, ScenarioContext
 
 CATEGORIES = {"wagering": "gambling", "supermarkets": "grocery"}
 SEGMENT_WORDS = {
@@ -220,17 +220,20 @@ def verify(ctx: ScenarioContext) -> list[Check]:
             "the promotion gates, as configured now, refuse the model released last week",
             not report["passed"],
             f"v{released} vs v{previous}: failing {failing or 'none'}",
+            level=Level.PREVENTED,  # the gates would stop the next such release
         ),
         Check(
             "the promotion gates judge at least as strictly as the project's defaults",
             not lenient,
             f"more lenient than default: {lenient or 'none'}",
+            level=Level.PREVENTED,
         ),
         Check(
             "production runs a model other than last week's release, and serving answers with it",
             champion is not None and champion[0] != released and served == champion[0],
             f"champion {champion[0] if champion else None}, serving {served}, "
             f"released v{released}",
+            level=Level.FIXED,  # production no longer runs the release
         ),
     ]
 

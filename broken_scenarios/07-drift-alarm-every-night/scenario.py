@@ -34,7 +34,7 @@ from typing import Any
 
 import pandas as pd
 
-from lab import Check, ScenarioContext
+from lab import Check, Level, ScenarioContext
 
 DAY_H = 24.0
 WHOLE_DAY_H = 0.95 * DAY_H  # monitoring.drift's MIN_SPAN_SHARE of a day
@@ -182,9 +182,21 @@ def verify(ctx: ScenarioContext) -> list[Check]:
     if not records:
         no_day = f"nothing to judge: {source}"
         checks.append(
-            Check("the drift monitor judges a day of traffic without alerting", False, no_day)
+            Check(
+                "the drift monitor judges a day of traffic without alerting",
+                False,
+                no_day,
+                level=Level.FIXED,
+            )
         )
-        checks.append(Check("a day of traffic with amounts 60 % higher is flagged", False, no_day))
+        checks.append(
+            Check(
+                "a day of traffic with amounts 60 % higher is flagged",
+                False,
+                no_day,
+                level=Level.PREVENTED,
+            )
+        )
     else:
         quiet = _judge(ctx, records, "a")
         checks.append(
@@ -192,6 +204,7 @@ def verify(ctx: ScenarioContext) -> list[Check]:
                 "the drift monitor judges a day of traffic without alerting",
                 quiet.status in ("ok", "warn"),
                 f"{source}: {_summary(quiet)}",
+                level=Level.FIXED,
             )
         )
         moved = _judge(ctx, _shifted(records, AMOUNT_FACTOR), "b")
@@ -200,6 +213,9 @@ def verify(ctx: ScenarioContext) -> list[Check]:
                 "a day of traffic with amounts 60 % higher is flagged",
                 moved.status == "alert",
                 f"{source}, amounts ×{AMOUNT_FACTOR}: {_summary(moved)}",
+                # a monitor quietened until it misses a real shift leaves the next incident
+                # unseen: still catching one is what keeps the fix from becoming the fault
+                level=Level.PREVENTED,
             )
         )
     champion = ctx.champion()
@@ -210,6 +226,7 @@ def verify(ctx: ScenarioContext) -> list[Check]:
             "the model serving traffic is the one that served when the ticket was opened",
             champion is not None and champion[0] == expected and served == expected,
             f"champion {champion and champion[0]}, serving {served}, at break {expected}",
+            level=Level.FIXED,
         )
     )
     return checks

@@ -28,7 +28,7 @@ PROJECT_PACKAGES = frozenset(
 
 # Module → the names a scenario may import from it (None: any).
 ALLOWED: dict[str, frozenset[str] | None] = {
-    "lab": None,  # Check, ScenarioContext, CommandFailed
+    "lab": None,  # Check, Level, ScenarioContext, CommandFailed
     "lab.context": None,  # edit_once: a serving release edit
     "lab.git": None,  # code-review branches, built with plumbing
     "foundation.settings": frozenset({"Settings"}),  # the type of ctx.settings, its defaults
