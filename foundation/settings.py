@@ -465,6 +465,31 @@ class Settings(BaseSettings):
     gate_cost_tolerance: float = Field(
         default=0.02, description="Largest relative expected-cost rise vs the champion allowed."
     )
+    gate_brier_tolerance: float = Field(
+        default=0.5,
+        description="Largest relative Brier-score rise vs the champion the calibration gate"
+        " allows (healthy retrains measured ×0.54 to ×1.27; a week's few frauds move it, the"
+        " calibration error carries the calibration verdict).",
+    )
+    gate_calibration_tolerance: float = Field(
+        default=0.15,
+        description="Rise in expected calibration error vs the champion the calibration gate"
+        " allows, as a share of the holdout's fraud rate (or gate_calibration_ratio, whichever"
+        " allows more; healthy retrains measured up to 0.13, +1.5 logits 0.12 to 1.4).",
+    )
+    gate_calibration_ratio: float = Field(
+        default=3.0,
+        description="Expected calibration error up to this multiple of the champion's passes"
+        " the calibration gate whatever the tolerance (healthy retrains measured up to ×2.8;"
+        " +1.5 logits ×1.6 to ×21).",
+    )
+    gate_decline_rate_band: float = Field(
+        default=2.5,
+        gt=1.0,
+        description="The challenger's decline rate at its threshold must lie within this factor,"
+        " either way, of the champion's on the holdout or on its own test split (healthy"
+        " retrains measured ×0.57 to ×1.75; a leak-perfect model ×0.51).",
+    )
     gate_slice_tolerance: float = Field(
         default=0.05, description="Largest PR-AUC drop in any slice vs the champion allowed."
     )

@@ -29,6 +29,12 @@ def recall_at_fpr(y: np.ndarray, score: np.ndarray, fpr_target: float) -> float:
     return float(tpr[ok].max()) if ok.any() else 0.0
 
 
+def brier_score(y: np.ndarray, score: np.ndarray) -> float:
+    """Mean squared difference between the score and the outcome (lower is better)."""
+    y = np.asarray(y, dtype=int)
+    return float(brier_score_loss(y, score)) if len(y) else float("nan")
+
+
 def calibration_error(y: np.ndarray, score: np.ndarray, bins: int = 10) -> float:
     """Expected calibration error over equal-count bins (robust when positives are rare)."""
     y = np.asarray(y, dtype=float)
@@ -71,7 +77,7 @@ def classification_metrics(
         "expected_cost": cost,
         "expected_cost_per_1k": float(cost / n * 1000) if n else float("nan"),
         "cost_saved_vs_no_model": float(baseline - cost),
-        "brier": float(brier_score_loss(y, score)) if n else float("nan"),
+        "brier": brier_score(y, score),
         "calibration_error": calibration_error(y, score),
     }
 

@@ -1,7 +1,7 @@
 """Promotion gates: the challenger against the champion on the same fresh holdout.
 
-Owns: the gate functions (quality, slices, ONNX parity, single-row latency, data validation,
-leakage screen), the holdout they are judged on, the gate report (markdown + JSON under
+Owns: the gate functions (quality, calibration, slices, ONNX parity, single-row latency, data
+validation, leakage screen), the holdout they are judged on, the gate report (markdown + JSON under
 ``<home>/gates/<UTC timestamp>/`` and on the challenger's MLflow run), and the alias moves that
 follow a verdict: ``champion`` moves to the challenger only when every gate passes, and the
 previous champion stays reachable under ``previous_champion`` for ``rollback``. The gates a
@@ -35,6 +35,7 @@ import pandas as pd
 
 from foundation.settings import Settings
 from model import evaluation, export
+from model.decision import decline
 from model.registry import ModelBundle
 from model.slices import SLICES, slice_frame
 
@@ -115,6 +116,111 @@ def quality_gate(
             "cost_tolerance": cost_tolerance,
         },
     )
+
+
+def _within(ratio: float | None, band: float) -> bool:
+    return ratio is not None and 1 / band <= ratio <= band
+
+
+def calibration_gate(
+    y: np.ndarray,
+    champion: ScoredModel,
+    challenger: ScoredModel,
+    brier_tolerance: float,
+    calibration_tolerance: float,
+    calibration_ratio: float,
+    decline_band: float,
+    champion_test_decline_rate: float | None = None,
+) -> GateResult:
+    """Scores that mean what they say, and declines in step with the champion's.
+
+    The quality gate ranks (PR-AUC) and prices (expected cost) the scores, and neither sees a
+    calibration removed or shifted: the ranking is unchanged, and a threshold chosen on the
+    same scores follows them. This gate wants, on the holdout: the challenger's expected
+    calibration error no more than the champion's + ``calibration_tolerance`` × the holdout's
+    fraud rate (the error is in probability units and grows with the base rate: one tolerance
+    fits 1:100 and 1:1000), or than ``calibration_ratio`` × the champion's, whichever allows
+    more (a week's hundred frauds move a small error by multiples); its Brier score at most the champion's × (1 + ``brier_tolerance``) (a
+    loose bound: a week's few frauds move it); and its decline rate at its own threshold within
+    ×``decline_band``, either way, of what the champion declines on the holdout or of what it
+    declined on its own test split (``champion_test_decline_rate``): a retrain that moves the
+    approval rate is a business decision, not a side effect, yet a champion whose traffic
+    drifted may be the one off its rate, and a challenger back at the approved rate is fine.
+    """
+    y = np.asarray(y, dtype=int)
+    fraud_rate = float(y.mean()) if len(y) else 0.0
+    numbers = {}
+    for name, model in (("champion", champion), ("challenger", challenger)):
+        numbers[name] = {
+            "brier": evaluation.brier_score(y, model.score),
+            "calibration_error": evaluation.calibration_error(y, model.score),
+            "mean_score": float(np.mean(model.score)),
+            "decline_rate": float(np.mean(decline(model.score, model.threshold))),
+        }
+    champ, chall = numbers["champion"], numbers["challenger"]
+    brier_limit = champ["brier"] * (1 + brier_tolerance)
+    ece_limit = max(
+        champ["calibration_error"] + calibration_tolerance * fraud_rate,
+        champ["calibration_error"] * calibration_ratio,
+    )
+    references = {"holdout": champ["decline_rate"], "test split": champion_test_decline_rate}
+    ratios = {
+        name: chall["decline_rate"] / rate if rate else None for name, rate in references.items()
+    }
+    problems = []
+    if chall["calibration_error"] > ece_limit + 1e-12:
+        problems.append("calibration error")
+    if chall["brier"] > brier_limit + 1e-12:
+        problems.append("Brier")
+    # nothing to compare with (a champion that declined nothing) is no reason to refuse
+    if any(r is not None for r in ratios.values()) and not any(
+        _within(r, decline_band) for r in ratios.values()
+    ):
+        problems.append("decline rate")
+    compared = "; ".join(
+        f"×{ratio:.2f} the champion's {name} rate {references[name]:.2%}"
+        for name, ratio in ratios.items()
+        if ratio is not None
+    )
+    summary = (
+        f"calibration error {chall['calibration_error']:.5f} vs champion"
+        f" {champ['calibration_error']:.5f} (allowed ≤ {ece_limit:.5f}); Brier"
+        f" {chall['brier']:.5f} vs {champ['brier']:.5f} (allowed ≤ {brier_limit:.5f}); mean"
+        f" score {chall['mean_score']:.4f} vs {champ['mean_score']:.4f} for a fraud rate of"
+        f" {fraud_rate:.4f}; decline rate {chall['decline_rate']:.2%}"
+        + (
+            f" ({compared}; allowed ×{1 / decline_band:.2f}–×{decline_band:g} of either)"
+            if compared
+            else ""
+        )
+        + (f" — {', '.join(problems)} out of bounds" if problems else "")
+    )
+    return GateResult(
+        "calibration",
+        not problems,
+        summary,
+        {
+            **numbers,
+            "fraud_rate": fraud_rate,
+            "champion_test_decline_rate": champion_test_decline_rate,
+            "decline_rate_ratio": ratios["holdout"],
+            "decline_rate_ratio_test": ratios["test split"],
+            "brier_tolerance": brier_tolerance,
+            "calibration_tolerance": calibration_tolerance,
+            "calibration_ratio": calibration_ratio,
+            "decline_band": decline_band,
+            "failed": problems,
+        },
+    )
+
+
+def bundle_test_decline_rate(bundle: ModelBundle) -> float | None:
+    """What a model declined on its own test split at its threshold (its evaluation report)."""
+    path = bundle.directory / "evaluation.json"
+    if not path.exists():
+        return None
+    rate = json.loads(path.read_text()).get("metrics", {}).get("test", {}).get("decline_rate")
+    return None if rate is None else float(rate)
 
 
 def slice_gate(
@@ -531,7 +637,7 @@ def evaluate_gates(
     x, session = xs["challenger"]
 
     gates: list[GateResult] = []
-    with progress("quality and slice gates"):
+    with progress("quality, calibration and slice gates"):
         gates.append(
             quality_gate(
                 y,
@@ -541,6 +647,18 @@ def evaluate_gates(
                 settings.false_decline_cost,
                 settings.gate_pr_auc_tolerance,
                 settings.gate_cost_tolerance,
+            )
+        )
+        gates.append(
+            calibration_gate(
+                y,
+                scored["champion"],
+                scored["challenger"],
+                settings.gate_brier_tolerance,
+                settings.gate_calibration_tolerance,
+                settings.gate_calibration_ratio,
+                settings.gate_decline_rate_band,
+                bundle_test_decline_rate(champion),
             )
         )
         slices = slice_frame(frame, x, challenger.feature_order, scored["challenger"].score)

@@ -314,3 +314,148 @@ def test_a_leak_is_named_once_with_its_numbers(world) -> None:
     assert not result.passed
     assert "user_disputes_available_ts (12 rows)" in result.summary
     assert result.summary.count("f_leak AUC") == 1
+
+
+# --- calibration: a model whose scores stopped meaning probabilities ------------------------
+
+
+def trained(world, seed: int, bagging: float = 0.8):
+    """A model made the pipeline's way on the world: LightGBM with fraud up-weighted on the
+    first half, Platt calibration and the threshold on the next quarter (validation); the last
+    quarter is the holdout. Returns (booster, calibration, validation rows)."""
+    import lightgbm as lgb
+
+    x, y = world["x"], world["y"]
+    train, valid = slice(0, N // 2), slice(N // 2, 3 * N // 4)
+    params = {
+        "objective": "binary",
+        "verbose": -1,
+        "num_threads": 1,
+        "seed": seed,
+        "num_leaves": 7,
+        "scale_pos_weight": 10.0,  # as training: the raw probability overstates fraud
+        "bagging_fraction": bagging,
+        "bagging_freq": 1,
+    }
+    booster = lgb.train(params, lgb.Dataset(x[train], y[train], feature_name=FEATURES), 60)
+    calibration = export.fit_platt(booster.predict(x[valid]), y[valid])
+    return booster, calibration, valid
+
+
+def shipped(world, score_of, valid) -> gates.ScoredModel:
+    """The model serving would run: ``score_of(x)`` on the holdout, its threshold chosen by
+    training's rule on its own validation scores."""
+    from model import decision
+
+    x, y, amount = world["x"], world["y"], world["amount"]
+    threshold = decision.choose_robust_threshold(
+        y[valid], score_of(x[valid]), amount[valid], 5.0
+    ).threshold
+    holdout = slice(3 * N // 4, N)
+    return gates.ScoredModel("2", score_of(x[holdout]), threshold)
+
+
+@pytest.fixture(scope="module")
+def calibration_models(world) -> dict[str, gates.ScoredModel]:
+    booster, calibration, valid = trained(world, seed=1)
+    retrained, recalibrated, _ = trained(world, seed=2, bagging=0.7)
+
+    def shifted(x):  # +1.5 logits on top of the calibration
+        p = calibration.apply(booster.predict(x))
+        return 1 / (1 + np.exp(-(np.log(p) - np.log1p(-p) + 1.5)))
+
+    return {
+        "champion": shipped(world, lambda x: calibration.apply(booster.predict(x)), valid),
+        "retrain": shipped(world, lambda x: recalibrated.apply(retrained.predict(x)), valid),
+        "raw": shipped(world, booster.predict, valid),
+        "shifted": shipped(world, shifted, valid),
+    }
+
+
+def calibration(world, models, challenger: str) -> gates.GateResult:
+    from foundation.settings import Settings
+
+    defaults = Settings(_env_file=None)
+    return gates.calibration_gate(
+        world["y"][3 * N // 4 :],
+        models["champion"],
+        models[challenger],
+        defaults.gate_brier_tolerance,
+        defaults.gate_calibration_tolerance,
+        defaults.gate_calibration_ratio,
+        defaults.gate_decline_rate_band,
+    )
+
+
+def test_a_healthy_retrain_passes_the_calibration_gate(world, calibration_models) -> None:
+    result = calibration(world, calibration_models, "retrain")
+    assert result.passed, result.summary
+    assert result.details["failed"] == []
+
+
+@pytest.mark.parametrize("broken", ["raw", "shifted"])
+def test_a_model_without_its_calibration_or_shifted_fails_the_calibration_gate(
+    world, calibration_models, broken: str
+) -> None:
+    result = calibration(world, calibration_models, broken)
+    assert not result.passed, result.summary
+    details = result.details
+    assert details["challenger"]["brier"] > details["champion"]["brier"]
+    assert details["challenger"]["mean_score"] > 1.5 * details["champion"]["mean_score"]
+    assert "out of bounds" in result.summary
+
+
+def test_the_same_ranking_passes_quality_yet_fails_calibration(world, calibration_models):
+    """Why the gate exists: PR-AUC cannot see a shifted calibration."""
+    y, amount = world["y"][3 * N // 4 :], world["amount"][3 * N // 4 :]
+    champion, shifted = calibration_models["champion"], calibration_models["shifted"]
+    quality = gates.quality_gate(y, amount, champion, shifted, 5.0, 0.01, 1.0)
+    assert quality.details["challenger"]["pr_auc"] == pytest.approx(
+        quality.details["champion"]["pr_auc"]
+    )
+    assert not calibration(world, calibration_models, "shifted").passed
+
+
+def test_a_threshold_moved_to_decline_a_fifth_as_much_fails_the_calibration_gate(
+    world, calibration_models
+) -> None:
+    champion = calibration_models["champion"]
+    rate = float(np.mean(champion.score >= champion.threshold))
+    strict = gates.ScoredModel(
+        "2", champion.score, float(np.quantile(champion.score, 1 - rate / 5))
+    )
+    result = calibration(world, {**calibration_models, "strict": strict}, "strict")
+    assert result.details["failed"] == ["decline rate"]  # same scores: calibration unchanged
+    assert result.details["decline_rate_ratio"] == pytest.approx(0.2, abs=0.02)
+
+
+def test_a_challenger_back_at_the_champions_approved_decline_rate_passes(
+    world, calibration_models
+) -> None:
+    """After drift the champion may be the one off its rate: a challenger declining what the
+    champion declined on its own test split is not refused for differing from it now."""
+    from foundation.settings import Settings
+
+    defaults = Settings(_env_file=None)
+    champion = calibration_models["champion"]
+    rate = float(np.mean(champion.score >= champion.threshold))
+    strict = gates.ScoredModel(
+        "2", champion.score, float(np.quantile(champion.score, 1 - rate / 5))
+    )
+
+    def judged(test_rate):
+        return gates.calibration_gate(
+            world["y"][3 * N // 4 :],
+            champion,
+            strict,
+            defaults.gate_brier_tolerance,
+            defaults.gate_calibration_tolerance,
+            defaults.gate_calibration_ratio,
+            defaults.gate_decline_rate_band,
+            champion_test_decline_rate=test_rate,
+        )
+
+    assert judged(rate / 4).passed  # the champion's approved rate was that low
+    refused = judged(rate)
+    assert refused.details["failed"] == ["decline rate"]
+    assert "test split" in refused.summary
