@@ -211,6 +211,21 @@ seal:
 unseal:
 	$(LAB) unseal
 
+# make scorecard: the active session, else the last (SESSION=<id> another; LIST=1 lists them);
+# MARK="detection=mid mitigation=senior overall=mid" and NOTE="..." fill the marks (asked for
+# at a terminal otherwise); it is written under <home>/lab/scorecards/ (OUT=<dir> elsewhere).
+LIST ?=
+SESSION ?=
+MARK ?=
+NOTE ?=
+OUT ?=
+
+## Interviewer: a session's scorecard — timeline, rubric, your marks (MARK=, NOTE=; LIST=1: sessions)
+.PHONY: scorecard
+scorecard:
+	$(LAB) scorecard $(if $(LIST),--list) $(if $(SESSION),--session $(SESSION)) \
+		$(foreach m,$(MARK),--mark $(m)) $(if $(NOTE),--note "$$NOTE") $(if $(OUT),--out $(OUT))
+
 #################################################################################
 # LAB MODE                                                                      #
 #################################################################################

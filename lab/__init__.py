@@ -4,9 +4,10 @@ Owns: the verbs every scenario shares (``engine.Lab``: list, break, verify, hint
 reset, seal, unseal), the manifest schema (``manifest``), the catalogue reader
 (``catalogue``), the encrypted state (``state``, ``crypto``), what a scenario's functions
 receive (``context.ScenarioContext``) and return (``context.Check``), git helpers for
-code-review scenarios (``git``), the interview record of every session (``record``), lab
-mode — the curriculum and each learner's progress (``learning``) — the pages it writes in
-markdown and HTML (``document``) and the ``fraudlab lab`` CLI (``cli``).
+code-review scenarios (``git``), the interview record of every session (``record``) and
+its scorecard (``scorecard``), lab mode — the curriculum and each learner's progress
+(``learning``) — the pages both write in markdown and HTML (``document``) and the
+``fraudlab lab`` CLI (``cli``).
 
 Must not: contain any scenario (they live in ``broken_scenarios/<NN>-<slug>/``), or print
 anything a candidate could read that names one.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -236,6 +237,116 @@ def status() -> None:
     line = _lab().status_line()
     if line:
         typer.echo(line)
+
+
+@lab_app.command()
+@_reports_errors
+def scorecard(
+    session: Annotated[
+        str | None,
+        typer.Option(help="Session id (`--list`); default: the active session, else the last."),
+    ] = None,
+    list_sessions: Annotated[
+        bool, typer.Option("--list", help="List the recorded sessions instead.")
+    ] = False,
+    mark: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A mark, DIMENSION=LEVEL: a rubric row (detection, localisation, root cause, "
+            "mitigation; a prefix will do) or 'overall', and junior, mid or senior. Repeatable."
+        ),
+    ] = None,
+    note: Annotated[str | None, typer.Option(help="A note for the scorecard.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where to write it (default: <lab dir>/scorecards/)."),
+    ] = None,
+    ask: Annotated[
+        bool | None,
+        typer.Option(
+            "--ask/--no-ask",
+            help="Ask for a mark per rubric row (default: at a terminal, when no --mark/--note).",
+        ),
+    ] = None,
+) -> None:
+    """Interviewer: one page per session — timeline, time to first correct check, hints,
+    verifies, level reached, the rubric with your marks, follow-ups — as markdown and HTML."""
+    _run_where_the_lab_is(
+        [
+            "scorecard",
+            *(["--session", session] if session else []),
+            *(["--list"] if list_sessions else []),
+            *[f"--mark={m}" for m in mark or []],
+            *([f"--note={note}"] if note else []),
+            *([f"--out={out}"] if out else []),
+            *(["--ask" if ask else "--no-ask"] if ask is not None else []),
+        ]
+    )
+    import sys
+
+    from lab import scorecard as card
+    from lab.engine import LabError
+    from lab.record import Event, EventKind
+
+    lab = _lab()
+    if list_sessions:
+        rows = [card.SESSION_COLUMNS]
+        try:
+            rows.append(card.session_line(lab.session()))
+        except LabError:
+            pass
+        for past in reversed(lab.sessions()):
+            if past.id != rows[-1][0]:
+                rows.append(card.session_line(past))
+        if len(rows) == 1:
+            typer.echo("no session recorded yet")
+            return
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        return
+    chosen = lab.session(session)
+    rubric = card.Rubric.parse(chosen.rubric)
+    try:
+        events = card.parse_marks(mark or [], rubric)
+    except card.MarkError as exc:
+        raise LabError(str(exc), 2) from None
+    if ask is None:
+        ask = sys.stdin.isatty() and not mark and not note
+    if ask:
+        current, _ = card.marks_of(chosen)
+        for dimension in [*rubric.dimensions, card.OVERALL]:
+            answer = typer.prompt(
+                f"{dimension} (junior/mid/senior, Enter: "
+                f"{current.get(dimension, 'leave unmarked')})",
+                default="",
+                show_default=False,
+                err=True,
+            ).strip()
+            if answer:
+                try:
+                    events += card.parse_marks([f"{dimension}={answer}"], rubric)
+                except card.MarkError as exc:
+                    typer.echo(f"  ✗ {exc}; left as it was", err=True)
+        note = typer.prompt("note (Enter: none)", default="", show_default=False, err=True)
+    if note:
+        events.append(Event(kind=EventKind.NOTE, text=note))
+    if not chosen.finished and lab.store.sealed() and out is None:
+        raise LabError(
+            "the session is still active on a sealed machine: a scorecard in the lab directory "
+            "is plain text the candidate can read. Run it after `make reset`, or give --out a "
+            "directory outside their reach"
+        )
+    if events:
+        chosen = lab.record_marks(chosen, events)
+    markdown, page = card.write(chosen, out or lab.store.root / "scorecards")
+    facts = card.Facts.of(chosen)
+    first = facts.since_ticket(facts.first_correct.at) if facts.first_correct else "not reached"
+    typer.echo(
+        f"session {chosen.id}: first correct check {first}, {len(facts.verifies)} verify "
+        f"run(s), {len(facts.hints)} hint(s), level {facts.highest_level or '-'}"
+    )
+    typer.echo(f"wrote {markdown}\nwrote {page}")
 
 
 # --- lab mode ----------------------------------------------------------------------------------
