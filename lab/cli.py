@@ -111,7 +111,6 @@ def _reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 def list_() -> None:
     """List the scenarios: id, title, kind, difficulty, seniority, time box (never the cause)."""
     _run_where_the_lab_is(["list"])
-    # Plain columns rather than a rich table: titles never wrap mid-word, and grep works.
     rows = [("id", "title", "kind", "difficulty", "seniority", "time box")]
     for m in _lab().scenarios():
         rows.append(
@@ -124,9 +123,7 @@ def list_() -> None:
                 f"{m.time_box_minutes} min",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    _print_columns(rows)
     typer.echo("\nbreak one with `make break S=<id>` (SEED=<n> picks the variant)")
 
 
@@ -159,6 +156,13 @@ def verify(
         lab.require_interviewer()
     checks = lab.verify()
     raise typer.Exit(_print_checks(checks, explain))
+
+
+def _print_columns(rows: list[Any]) -> None:
+    """Plain aligned columns rather than a rich table: titles never wrap mid-word, grep works."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 def _print_checks(checks: list[Any], explain: bool = False) -> int:
@@ -301,9 +305,7 @@ def scorecard(
         if len(rows) == 1:
             typer.echo("no session recorded yet")
             return
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        _print_columns(rows)
         return
     chosen = lab.session(session)
     rubric = card.Rubric.parse(chosen.rubric)
@@ -413,9 +415,7 @@ def learn_list(learner: Learner = None) -> None:
                 str(entry.hints_used) if entry else "-",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    _print_columns(rows)
     active = next((lesson for lesson in lessons if lesson.active), None)
     if active is not None:
         typer.echo(f"\nworking on {active.manifest.id}: `make lab-check`, `make lab-hint`")
