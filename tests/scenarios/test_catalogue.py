@@ -115,3 +115,22 @@ def test_briefs_render_for_every_seed_and_never_name_the_scenario_or_its_cause(
 def test_two_seeds_give_two_different_answers(folder: str) -> None:
     manifest = next(s for s in SCENARIOS if s.folder.name == folder).manifest
     assert manifest.pick_variant(1).values() != manifest.pick_variant(2).values()
+
+
+@pytest.mark.parametrize("folder", IDS)
+def test_what_the_lab_adds_to_a_ticket_and_a_verify_names_no_scenario(folder: str) -> None:
+    """The record's footer under every ticket and verify's level line are the same for every
+    scenario: neither may say a word that gives one away."""
+    from lab.context import Level
+    from lab.engine import RECORDED, RECORDED_COMMANDS
+
+    manifest = next(s for s in SCENARIOS if s.folder.name == folder).manifest
+    added = " ".join(
+        [RECORDED.format(commands=RECORDED_COMMANDS), "reached: none yet", *Level]
+    ).lower()
+    forbidden = [folder, manifest.title, *manifest.tells]
+    forbidden += [
+        str(c.value) for cs in manifest.variants.values() for c in cs if isinstance(c.value, str)
+    ]
+    for word in forbidden:
+        assert word.lower() not in added, f"the lab's own words say {word!r}"
