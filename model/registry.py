@@ -387,5 +387,12 @@ def version_tags(settings: Settings, version: str) -> dict[str, str]:
     return dict(client(settings).get_model_version(settings.model_name, str(version)).tags or {})
 
 
+def record_gate_verdict(settings: Settings, version: str, passed: bool) -> None:
+    """Tag ``version`` with the promotion gates' verdict (read back by ``gate_verdict``)."""
+    client(settings).set_model_version_tag(
+        settings.model_name, str(version), GATE_VERDICT_TAG, PASSED if passed else FAILED
+    )
+
+
 def set_alias(settings: Settings, alias: str, version: str) -> None:
     client(settings).set_registered_model_alias(settings.model_name, alias, str(version))

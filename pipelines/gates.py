@@ -593,6 +593,18 @@ def screen(settings: Settings, bundle: ModelBundle) -> list[GateResult]:
     ]
 
 
+def gate_first_champion(settings: Settings) -> bool:
+    """The first champion of a registry has no champion to be compared with: it faces the gates
+    it can pass on its own (``screen``: ONNX parity, leakage) and carries that verdict, so a
+    fresh stack's champion reads "passed" (or "failed"), never "never gated"."""
+    from model.registry import CHAMPION, record_gate_verdict
+
+    bundle = _bundle(settings, CHAMPION, settings.gates_dir / "bundles")
+    passed = all(result.passed for result in screen(settings, bundle))
+    record_gate_verdict(settings, bundle.version, passed)
+    return passed
+
+
 def evaluate_gates(
     settings: Settings,
     champion: ModelBundle,
@@ -734,7 +746,7 @@ def promote(settings: Settings, progress: Progress | None = None) -> tuple[int, 
     Returns (exit code, markdown report). Exit 1 when a gate fails, 2 when there is nothing
     to compare (a missing alias).
     """
-    from model.registry import CHALLENGER, CHAMPION, client
+    from model.registry import CHALLENGER, CHAMPION, client, record_gate_verdict
 
     progress = progress or (lambda _title: nullcontext())
     cache = settings.gates_dir / "bundles"
@@ -768,6 +780,7 @@ def promote(settings: Settings, progress: Progress | None = None) -> tuple[int, 
     stamp, json_path, md_path = _save(settings, report)
     for path in (json_path, md_path):
         mlflow.log_artifact(challenger.run_id, str(path), f"gates/{stamp}")
+    record_gate_verdict(settings, chall, bool(report["passed"]))
     if report["passed"]:
         move_champion(settings, chall)
     text = report_markdown(report) + f"\nReport: {md_path} (JSON: {json_path.name})\n"

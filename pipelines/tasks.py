@@ -93,9 +93,17 @@ def train_and_register(settings: Settings, promote: bool = True) -> str:
 
     Returns the registered version.
     """
-    from pipelines import training
+    from model.registry import CHAMPION, resolve_alias
+    from pipelines import gates, training
 
-    return training.run(settings, promote=promote, progress=step)
+    first_champion = promote and resolve_alias(settings, CHAMPION) is None
+    version = training.run(settings, promote=promote, progress=step)
+    if first_champion:
+        with step("the first champion: its own gates (ONNX parity, leakage screen)"):
+            passed = gates.gate_first_champion(settings)
+        if not passed:
+            console.print(f"[red]✗[/] v{version} failed its own gates: `make status` says so")
+    return version
 
 
 # --- the retrain DAG: one training stage per task, sharing a run directory --------------------

@@ -69,6 +69,24 @@ def test_status_reports_every_started_component_healthy(stack) -> None:
         assert any(component in line and "healthy" in line for line in lines), result.stdout
 
 
+def test_a_fresh_stacks_champion_faced_its_own_gates(stack) -> None:
+    """The first champion has nobody to be compared with: it passed the gates it can pass on
+    its own, so a healthy stack's status carries no 'never gated' warning."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "fraudlab.cli", "status"],
+        env={**stack.env, "COLUMNS": "250"},  # wide enough that no table cell wraps
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    shown = result.stdout + result.stderr
+    assert "gates passed" in shown and "never gated" not in shown, shown
+
+
 def test_scores_with_the_champion(stack, replayed) -> None:
     responses, _ = replayed
     champion = registry.resolve_alias(stack.settings)
