@@ -3,7 +3,7 @@
 It does the same work per request as the BentoML service (pydantic validation, feature lookup,
 transform, onnxruntime, prediction log record and velocity push) through the very same
 ``serving.scorer.Scorer`` object, so the difference in throughput is the framework's cost.
-Its prediction log goes to the stack's log like any server's would; the benchmark says so.
+Its prediction log is its own: ``bench.run`` starts it in a scratch home (``scratch_home``).
 
 Run by ``bench.run`` as ``uvicorn bench.reference_app:app --host 127.0.0.1 --port N``.
 """

@@ -1,14 +1,18 @@
 """``make bench``: every performance target of the spec, measured side by side in one run.
 
 Needs the embedded stack up (``make up``): it measures the running service and the champion
-model. Benchmark requests are real requests: they are scored, logged and update velocity like
-any other traffic. Results print as a table and land in ``<home>/bench/bench-<time>.json``.
+model. Benchmark requests are real requests marked ``synthetic``: serving scores and logs them
+(the latency monitor judges them with the load tests) and never updates a card holder's
+velocity with them. The bare reference server the throughput is compared with logs into a
+scratch home of its own (``scratch_home``). Results print as a table and land in
+``<home>/bench/bench-<time>.json``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -199,8 +203,25 @@ def bench_latency(
     )
 
 
-def _start_reference(settings: Settings, port: int) -> subprocess.Popen:
-    env = {**os.environ, "FRAUDLAB_HOME": str(settings.home)}
+def scratch_home(settings: Settings, directory: Path) -> Path:
+    """A home for the reference server in ``directory``: every entry of the stack's home (data,
+    feature store, model cache) through a link, except the request logs, which are its own.
+
+    The reference does the same work per request as serving, writing its records included, but
+    its answers are no serving release's: in the stack's log they would pass for the release
+    serving now (the newest line names it) and cut short the window every monitor judges.
+    """
+    home = settings.home.resolve()
+    log_dir = settings.prediction_log_dir
+    for entry in home.iterdir():
+        if entry != log_dir:
+            (directory / entry.name).symlink_to(entry)
+    return directory
+
+
+def _start_reference(settings: Settings, port: int, home: Path) -> subprocess.Popen:
+    env = {**os.environ, "FRAUDLAB_HOME": str(home)}
+    env.pop("FRAUDLAB_RELEASE_ID", None)  # it runs the working tree, not a release
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -239,7 +260,8 @@ def bench_throughput(
     settings: Settings, report: Report, bodies: list[bytes], seconds: float
 ) -> None:
     port = load.free_port()
-    reference = _start_reference(settings, port)
+    home = scratch_home(settings, Path(tempfile.mkdtemp(prefix="fraudlab-bench-reference-")))
+    reference = _start_reference(settings, port, home)
     try:
         urls = {"bentoml": settings.serving_base_url, "reference": f"http://127.0.0.1:{port}"}
         for url in urls.values():
@@ -251,6 +273,7 @@ def bench_throughput(
     finally:
         os.killpg(reference.pid, signal.SIGTERM)
         reference.wait(timeout=30)
+        shutil.rmtree(home, ignore_errors=True)  # the links and the reference's own log
     rps = {name: sum(r.n for r in rs) / sum(r.seconds for r in rs) for name, rs in runs.items()}
     ratio = rps["bentoml"] / rps["reference"]
     report.data["throughput"] = {**{f"{k}_rps": v for k, v in rps.items()}, "ratio": ratio}

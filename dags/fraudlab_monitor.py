@@ -16,8 +16,9 @@ Judge the prediction log, and ask for a retrain when the inputs drifted.
    one optimal in hindsight. Reported, not acted on.
 5. `freshness` (`monitoring.freshness.run_freshness`): age of each feature view's online values
    at the clock against its `freshness_sla` tag and TTL; serving's velocity pushes read back.
-6. `latency` (`monitoring.latency.run_latency`): serving p50/p95/p99 over the last minutes
-   (prediction log and /metrics) against the latency budget, and the fallback rate.
+6. `latency` (`monitoring.latency.run_latency`): the scorer's p50/p95/p99 in the monitors'
+   window (production and load tests judged apart; /metrics as context) against the latency
+   budget, and the fallback rate.
 7. `quality` (`monitoring.quality.run_quality`): the logged requests against their Great
    Expectations suite (schema, nulls, ranges, vocabularies, volume).
 8. `requests` (`monitoring.requests.run_requests`): refused requests (the rejection log) and
@@ -139,7 +140,7 @@ def fraudlab_monitor() -> None:
 
     @task
     def latency(run_dir: str) -> str:
-        """Serving latency over the last minutes against the budget; returns the status."""
+        """Scorer latency in the monitors' window against the budget; returns the status."""
         from pathlib import Path
 
         from foundation.settings import get_settings

@@ -372,12 +372,10 @@ class Settings(BaseSettings):
         description="Share of recently scored users whose pushed velocity is missing online from"
         " which the push view alerts (any: warn).",
     )
-    latency_window_minutes: float = Field(
-        default=15.0,
-        description="Wall-clock minutes of logged requests the latency monitor judges.",
-    )
     latency_min_records: int = Field(
-        default=100, description="Fewer requests than this in the latency window: no p99 verdict."
+        default=100,
+        description="Fewer timed requests than this in the monitors' window: no p99 verdict"
+        " (production and load tests are counted, and judged, apart).",
     )
     latency_warn_ratio: float = Field(
         default=0.8,
@@ -385,7 +383,8 @@ class Settings(BaseSettings):
     )
     fallback_rate_warn: float = Field(
         default=0.01,
-        description="Share of feature-store fallbacks in the latency window that warns.",
+        description="Share of feature-store fallbacks among the requests of the latency"
+        " monitor's window that warns.",
     )
     decisions_decline_warn_ratio: float = Field(
         default=2.0,

@@ -1,33 +1,45 @@
-"""Latency SLO: serving's p50 / p95 / p99 over a recent window against the latency budget.
+"""Latency SLO: serving's scorer-time p50 / p95 / p99 in the monitors' window, against the budget.
 
 Owns: the latency judgement and its outputs (``latency.json``, ``latency.html`` in the run
 folder, percentiles and verdicts in the Evidently workspace's "latency" tab through
-``monitoring.gauges``), and the scrape history it differences
+``monitoring.gauges``), and the scrape history of serving's /metrics it differences for context
 (``<home>/monitoring/latency-scrapes.json``).
 Must not: send requests to serving (``make loadtest`` does), or change serving's metrics.
 
-Two sources, reported side by side:
+**What is judged: the records the serving release running now logged in the window every other
+monitor judges** (``sources.read_served_window``): production requests within
+``Settings.monitor_window_hours`` of event time back from the newest (drift's, requests' and
+decisions' window), and the synthetic requests (load tests, probes) logged since the first of
+those was served — a load test is exactly when latency matters, and it has no place in
+simulated time, so wall clock places it. With ``monitor_current_release_only`` (the default)
+only the release serving now counts, as for drift, skew and quality: a fixed release stops
+alarming on what a slow one logged. Each record's ``latency_ms`` is time inside the scorer
+(feature lookup, transform, inference; HTTP parsing and queueing in front of the worker
+excluded), so how fast a day was replayed (``fraudlab simulate --fast-forward-hours`` sends as
+fast as serving answers) does not decide the verdict; a scorer made slow (oversubscribed
+onnxruntime threads, a registry call per request, an uncached feature service) does.
+Percentiles are exact (``numpy.percentile``, linear interpolation, as ``make bench``).
 
-1. **The prediction log**: each record's ``latency_ms`` (time inside the scorer: feature lookup,
-   transform, inference; HTTP excluded) for the records logged in the last
-   ``Settings.latency_window_minutes`` of wall time. Synthetic requests are included — load
-   tests are exactly when latency matters — and also reported apart from production traffic.
-   Percentiles are exact (``numpy.percentile``, linear interpolation, as ``make bench``).
-2. **Serving's /metrics** (Prometheus histograms, cumulative since the worker started): the
-   BentoML request duration of successful ``/score`` calls (server side, HTTP included),
-   ``fraudlab_feature_lookup_seconds`` and ``fraudlab_model_inference_seconds``. Each run keeps
-   its scrape with a timestamp; a run differences the current scrape against the newest kept
-   one at least a window old, so its numbers cover the requests since then
-   (``basis: since_scrape``). Without such a scrape, or when a count went down (serving
-   restarted), the numbers cover everything since serving started (``basis: since_start``).
-   Quantiles are estimated from the buckets (linear within a bucket, as Prometheus'
-   ``histogram_quantile``); BentoML's buckets around the 10 ms budget are 5, 10 and 25 ms.
+Production and synthetic requests are judged apart, each when it holds at least
+``latency_min_records`` timed requests: a day of paced production traffic would otherwise
+dilute a short slow load test below the p99 (and a load test would dilute a slow day). The
+status is the worse of the two: ``alert`` when a p99 exceeds ``Settings.latency_budget_ms``,
+``warn`` above ``latency_warn_ratio`` of it or when the window's fallback rate (requests
+answered without stored features) exceeds ``fallback_rate_warn``, else ``ok``; with neither
+judged, ``insufficient_data``.
 
-Status: ``alert`` when a judged p99 exceeds ``Settings.latency_budget_ms``, ``warn`` above
-``latency_warn_ratio`` of it or when the fallback rate (requests answered without stored
-features) exceeds ``fallback_rate_warn``, else ``ok``. A source with fewer than
-``latency_min_records`` requests is reported but not judged; with neither judged,
-``insufficient_data``.
+**Context, never a verdict: serving's /metrics** (Prometheus histograms, cumulative since the
+worker started): the BentoML request duration of successful ``/score`` calls (server side,
+HTTP included), ``fraudlab_feature_lookup_seconds`` and ``fraudlab_model_inference_seconds``.
+Each run keeps its scrape; the next one differences against it (``basis: since_previous``:
+the requests since the previous latency run), or shows everything since serving started
+(``basis: since_start``) when there is none or a count went down (serving restarted).
+Quantiles are estimated from the buckets (linear within a bucket, as Prometheus'
+``histogram_quantile``; BentoML's buckets around a 10 ms budget are 5, 10 and 25 ms). These
+numbers cover wall-clock periods that match no window of the other monitors, include time a
+request queued behind others (a replay sending as fast as it can, a benchmark saturating the
+worker) and outlive a fix until serving restarts: they help locate where time goes (lookup vs
+inference) and set no status.
 
 The arithmetic is pure (``percentiles``, ``histogram_quantile``, ``scrape_delta``,
 ``compute_latency``); ``run_latency`` does the I/O.
@@ -39,8 +51,8 @@ import html
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -208,37 +220,40 @@ def scrape_delta(current: Scrape, previous: Scrape) -> Scrape | None:
     return {"histograms": histograms, "counters": counters}
 
 
-def pick_baseline(
-    history: list[dict[str, Any]], now: datetime, window_s: float
-) -> dict[str, Any] | None:
-    """The newest kept scrape taken at least ``window_s`` before ``now`` (None: none is)."""
-    old_enough = [
-        h for h in history if (now - datetime.fromisoformat(h["at"])).total_seconds() >= window_s
-    ]
-    return max(old_enough, key=lambda h: h["at"]) if old_enough else None
+def pick_baseline(history: list[dict[str, Any]], now: datetime) -> dict[str, Any] | None:
+    """The newest kept scrape taken before ``now`` (the previous run's; None: there is none)."""
+    earlier = [h for h in history if datetime.fromisoformat(h["at"]) < now]
+    return max(earlier, key=lambda h: h["at"]) if earlier else None
 
 
 @dataclass
 class LogLatency:
-    """Scorer time from the prediction log's ``latency_ms``."""
+    """Scorer time from the ``latency_ms`` of the window's records (the judged source)."""
 
     all: Percentiles
     production: Percentiles
     synthetic: Percentiles
-    records: int  # records logged in the window
+    production_status: Status
+    synthetic_status: Status
+    records: int  # records in the window
     without_latency: int  # records from a serving that did not log latency_ms
     fallbacks: int
     fallback_rate: float | None
-    judged: bool
+    judged: bool  # production or synthetic held enough timed requests for a verdict
     status: Status
+    releases: dict[str, int] = field(default_factory=dict)  # records per serving release
+    first_logged_at: str | None = None
+    last_logged_at: str | None = None
+    span_hours: float = 0.0  # event time the window's production records cover
 
 
 @dataclass
 class MetricsLatency:
-    """Server-side latency from serving's /metrics histograms (bucket estimates)."""
+    """Server-side latency from serving's /metrics histograms (bucket estimates): context only,
+    never part of the status (see the module docstring)."""
 
-    basis: Literal["since_scrape", "since_start"]
-    since: str | None  # when the baseline scrape was taken (since_scrape)
+    basis: Literal["since_previous", "since_start"]
+    since: str | None  # when the previous run's scrape was taken (since_previous)
     request: Percentiles
     feature_lookup: Percentiles
     inference: Percentiles
@@ -246,8 +261,6 @@ class MetricsLatency:
     scored: float | None
     fallbacks: float | None
     fallback_rate: float | None
-    judged: bool
-    status: Status
 
 
 @dataclass
@@ -256,7 +269,8 @@ class LatencyResult:
     reason: str
     budget_ms: float
     warn_ms: float
-    window_minutes: float
+    window_hours: float
+    current_release_only: bool
     min_records: int
     fallback_rate_warn: float
     log: LogLatency | None = None
@@ -289,102 +303,107 @@ def histogram_percentiles(entry: dict[str, Any] | None) -> Percentiles:
     return Percentiles(int(entry["count"]), p50, p95, p99)
 
 
+def metrics_context(
+    scrape: Scrape, basis: Literal["since_previous", "since_start"], since: str | None, budget_ms
+) -> MetricsLatency:
+    """What a /metrics scrape (or the difference of two) says, for context."""
+    hist = scrape["histograms"]
+    request_entry = hist.get(REQUEST)
+    scored = scrape["counters"].get("scored")
+    fell_back = scrape["counters"].get("fallbacks")
+    return MetricsLatency(
+        basis=basis,
+        since=since,
+        request=histogram_percentiles(request_entry),
+        feature_lookup=histogram_percentiles(hist.get(FEATURE_LOOKUP)),
+        inference=histogram_percentiles(hist.get(INFERENCE)),
+        request_share_within_budget=None
+        if request_entry is None
+        else share_within(
+            [(float(le), float(c)) for le, c in request_entry["buckets"]], budget_ms / 1000.0
+        ),
+        scored=scored,
+        fallbacks=fell_back,
+        fallback_rate=(fell_back or 0.0) / scored if scored else None,
+    )
+
+
 def compute_latency(
     records: list[PredictionRecord],
-    scrape: Scrape | None,
+    scrape: Scrape | None = None,
     *,
-    basis: Literal["since_scrape", "since_start"] = "since_start",
+    basis: Literal["since_previous", "since_start"] = "since_start",
     since: str | None = None,
     budget_ms: float,
     warn_ratio: float,
     min_records: int,
     fallback_rate_warn: float,
-    window_minutes: float,
+    window_hours: float,
+    current_release_only: bool = True,
 ) -> LatencyResult:
-    """Judge the window's log records and (optionally) a /metrics scrape or delta; no I/O."""
+    """Judge the window's records (``sources.read_served_window``); describe a /metrics scrape
+    or delta alongside without judging it. No I/O."""
     result = LatencyResult(
         status="insufficient_data",
         reason="",
         budget_ms=budget_ms,
         warn_ms=warn_ratio * budget_ms,
-        window_minutes=window_minutes,
+        window_hours=window_hours,
+        current_release_only=current_release_only,
         min_records=min_records,
         fallback_rate_warn=fallback_rate_warn,
     )
-    reasons: list[str] = []
-    statuses: list[Status] = []
-
     timed = [r for r in records if r.latency_ms is not None]
-    values = np.array([float(r.latency_ms) for r in timed])
+    values = np.array([float(r.latency_ms) for r in timed], dtype=float)
     synthetic = np.array([r.synthetic for r in timed], dtype=bool)
+    production_events = sorted(r.event_ts for r in records if not r.synthetic)
     fallbacks = sum(1 for r in records if r.fallback)
-    log_all = percentiles(values)
     log = LogLatency(
-        all=log_all,
-        production=percentiles(values[~synthetic]) if values.size else percentiles([]),
-        synthetic=percentiles(values[synthetic]) if values.size else percentiles([]),
+        all=percentiles(values),
+        production=percentiles(values[~synthetic]),
+        synthetic=percentiles(values[synthetic]),
+        production_status="insufficient_data",
+        synthetic_status="insufficient_data",
         records=len(records),
         without_latency=len(records) - len(timed),
         fallbacks=fallbacks,
         fallback_rate=fallbacks / len(records) if records else None,
-        judged=log_all.n >= min_records,
+        judged=False,
         status="insufficient_data",
+        releases=sources.by_release(records),
+        first_logged_at=min((r.logged_at for r in records), default=None),
+        last_logged_at=max((r.logged_at for r in records), default=None),
+        span_hours=(production_events[-1] - production_events[0]) / 3600.0
+        if production_events
+        else 0.0,
     )
+    reasons: list[str] = []
+    statuses: list[Status] = []
+    for kind in ("production", "synthetic"):
+        p: Percentiles = getattr(log, kind)
+        if p.n >= min_records:
+            status = judge_p99(p.p99_ms, budget_ms, warn_ratio)
+            setattr(log, f"{kind}_status", status)
+            statuses.append(status)
+            reasons.append(f"{kind} p99 {p.p99_ms:.2f} ms over {p.n:,} requests")
+        else:
+            reasons.append(f"{kind}: {p.n} timed requests (fewer than {min_records}: not judged)")
+    log.judged = bool(statuses)
     if log.judged:
-        log.status = judge_p99(log_all.p99_ms, budget_ms, warn_ratio)
-        statuses.append(log.status)
-        reasons.append(f"log p99 {log_all.p99_ms:.2f} ms over {log_all.n} requests")
-    else:
-        reasons.append(
-            f"log: {log_all.n} timed requests in the last {window_minutes:g} min"
-            f" (fewer than {min_records}: not judged)"
-        )
+        log.status = max(statuses, key=lambda s: _RANK[s])
     if log.fallback_rate is not None and log.fallback_rate > fallback_rate_warn:
         statuses.append("warn")
-        reasons.append(f"fallback rate {log.fallback_rate:.1%} in the log window")
+        reasons.append(f"fallback rate {log.fallback_rate:.1%}")
     result.log = log
-
+    if statuses:
+        result.status = max(statuses, key=lambda s: _RANK[s])
+    where = "the current release's" if current_release_only else "every release's"
+    result.reason = (
+        f"budget {budget_ms:g} ms, {where} requests in the last {window_hours:g} h window: "
+        + "; ".join(reasons)
+    )
     if scrape is not None:
-        hist = scrape["histograms"]
-        request = histogram_percentiles(hist.get(REQUEST))
-        scored = scrape["counters"].get("scored")
-        fell_back = scrape["counters"].get("fallbacks")
-        request_entry = hist.get(REQUEST)
-        metrics = MetricsLatency(
-            basis=basis,
-            since=since,
-            request=request,
-            feature_lookup=histogram_percentiles(hist.get(FEATURE_LOOKUP)),
-            inference=histogram_percentiles(hist.get(INFERENCE)),
-            request_share_within_budget=None
-            if request_entry is None
-            else share_within(
-                [(float(le), float(c)) for le, c in request_entry["buckets"]], budget_ms / 1000.0
-            ),
-            scored=scored,
-            fallbacks=fell_back,
-            fallback_rate=(fell_back or 0.0) / scored if scored else None,
-            judged=request.n >= min_records,
-            status="insufficient_data",
-        )
-        where = "since the last scrape" if basis == "since_scrape" else "since serving started"
-        if metrics.judged:
-            metrics.status = judge_p99(request.p99_ms, budget_ms, warn_ratio)
-            statuses.append(metrics.status)
-            reasons.append(
-                f"/metrics /score p99 ≈ {request.p99_ms:.1f} ms over {request.n} requests {where}"
-            )
-        else:
-            reasons.append(f"/metrics: {request.n} /score requests {where} (not judged)")
-        if metrics.fallback_rate is not None and metrics.fallback_rate > fallback_rate_warn:
-            statuses.append("warn")
-            reasons.append(f"fallback rate {metrics.fallback_rate:.1%} {where}")
-        result.metrics = metrics
-
-    judged = [s for s in statuses if s != "insufficient_data"]
-    if judged:
-        result.status = max(judged, key=lambda s: _RANK[s])
-    result.reason = f"budget {budget_ms:g} ms: " + "; ".join(reasons)
+        result.metrics = metrics_context(scrape, basis, since, budget_ms)
     return result
 
 
@@ -392,12 +411,19 @@ def _fmt(value: float | None, pattern: str = "{:.2f}") -> str:
     return "–" if value is None else pattern.format(value)
 
 
+def metrics_basis(metrics: MetricsLatency) -> str:
+    """What period a /metrics row covers, in words."""
+    if metrics.basis == "since_previous" and metrics.since:
+        return f"since the previous run at {metrics.since[11:19]} UTC"
+    return "since serving started"
+
+
 def render_html(result: LatencyResult) -> str:
     rows = []
 
     def row(name: str, p: Percentiles, status: str = "") -> None:
         over = p.p99_ms is not None and p.p99_ms > result.budget_ms
-        style = " style='background:#fdd'" if over else ""
+        style = " style='background:#fdd'" if over and status else ""
         rows.append(
             f"<tr{style}><td>{html.escape(name)}</td><td>{p.n}</td><td>{_fmt(p.p50_ms)}</td>"
             f"<td>{_fmt(p.p95_ms)}</td><td>{_fmt(p.p99_ms)}</td><td>{_fmt(p.max_ms)}</td>"
@@ -405,18 +431,19 @@ def render_html(result: LatencyResult) -> str:
         )
 
     if result.log is not None:
-        row("log: all (scorer time)", result.log.all, result.log.status)
-        row("log: production", result.log.production)
-        row("log: synthetic (load tests)", result.log.synthetic)
+        log = result.log
+        row("window: production (scorer time)", log.production, log.production_status)
+        row("window: synthetic, load tests (scorer time)", log.synthetic, log.synthetic_status)
+        row("window: all", log.all)
     if result.metrics is not None:
         m = result.metrics
-        basis = f"since scrape at {m.since}" if m.basis == "since_scrape" else "since start"
-        row(f"/metrics: /score request ({basis})", m.request, m.status)
-        row("/metrics: feature lookup", m.feature_lookup)
-        row("/metrics: inference", m.inference)
+        basis = metrics_basis(m)
+        row(f"/metrics: /score request, {basis} (context)", m.request, "not judged")
+        row("/metrics: feature lookup (context)", m.feature_lookup)
+        row("/metrics: inference (context)", m.inference)
     fallback = ""
     if result.log is not None and result.log.fallback_rate is not None:
-        fallback = f" Fallback rate in the log window: {result.log.fallback_rate:.2%}."
+        fallback = f" Fallback rate in the window: {result.log.fallback_rate:.2%}."
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>fraudlab latency</title>"
         "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}"
@@ -430,8 +457,10 @@ def render_html(result: LatencyResult) -> str:
         )
         + "<table><tr><th>source</th><th>n</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th>"
         "<th>max ms</th><th>status</th></tr>" + "".join(rows) + "</table>"
-        "<p>Log: exact percentiles of latency_ms (scorer time, HTTP excluded). /metrics:"
-        " estimated from histogram buckets (server side, HTTP included for /score).</p>"
+        "<p>Window: exact percentiles of latency_ms (scorer time, HTTP excluded) of what the"
+        " serving release logged in the monitors' window; production and load tests are judged"
+        " apart. /metrics: estimated from histogram buckets (server side, HTTP and queueing"
+        " included), shown for context and never judged.</p>"
         "</body></html>"
     )
 
@@ -444,7 +473,7 @@ def _load_history(path: Path) -> list[dict[str, Any]]:
 
 
 def _save_history(path: Path, history: list[dict[str, Any]], now: datetime) -> None:
-    """Keep a day of scrapes, plus the newest older one (the baseline of the next run)."""
+    """Keep a day of scrapes, plus the newest older one."""
     history = sorted(history, key=lambda h: h["at"])
     recent = [
         h
@@ -489,18 +518,18 @@ def workspace_panels() -> list:
         workspace.line_panel(
             "p99 vs budget (ms)",
             [
-                series("log_p99_ms", "scorer p99 (log)"),
-                series("metrics_request_p99_ms", "/score p99 (/metrics, HTTP included)"),
+                series("log_production_p99_ms", "production p99 (scorer, judged)"),
+                series("log_synthetic_p99_ms", "load tests p99 (scorer, judged)"),
+                series("metrics_request_p99_ms", "/score p99 (/metrics, context)"),
                 series("budget_ms", "budget"),
             ],
         ),
         workspace.line_panel(
-            "Scorer latency from the log (ms)",
+            "Scorer latency in the window (ms)",
             [
                 series("log_p50_ms", "p50"),
                 series("log_p95_ms", "p95"),
-                series("log_production_p99_ms", "p99 production"),
-                series("log_synthetic_p99_ms", "p99 synthetic"),
+                series("log_p99_ms", "p99"),
             ],
         ),
         workspace.line_panel(
@@ -514,45 +543,47 @@ def workspace_panels() -> list:
     ]
 
 
-def run_latency(settings: Settings, run_dir: Path | None = None) -> LatencyResult:
-    """Judge the last ``latency_window_minutes`` of serving latency against the budget."""
+def _scrape_context(
+    settings: Settings, now: datetime
+) -> tuple[Scrape | None, Literal["since_previous", "since_start"], str | None, str | None]:
+    """Serving's /metrics now, differenced against the previous run's scrape when that is
+    possible: (scrape, basis, since, error)."""
     import httpx
 
-    started = time.perf_counter()
-    run_dir = run_dir or sources.new_run_dir(settings)
-    now = datetime.now(UTC)
-    window_s = settings.latency_window_minutes * 60.0
-    records = sources.read_log(
-        settings.prediction_log_dir,
-        logged_since=now - timedelta(seconds=window_s),
-        include_fallback=True,
-        include_synthetic=True,
-    )
-
-    scrape: Scrape | None = None
-    basis: Literal["since_scrape", "since_start"] = "since_start"
-    since: str | None = None
-    error: str | None = None
     try:
         response = httpx.get(f"{settings.serving_base_url}/metrics", timeout=SCRAPE_TIMEOUT_S)
         response.raise_for_status()
         current = parse_metrics(response.text)
     except (httpx.HTTPError, ValueError) as exc:
-        current = None
-        error = f"{type(exc).__name__}: {exc} (is serving up? `make status`)"
-    if current is not None:
-        path = settings.monitoring_dir / SCRAPES_FILE
-        history = _load_history(path)
-        baseline = pick_baseline(history, now, window_s)
-        delta = None if baseline is None else scrape_delta(current, baseline["scrape"])
-        if delta is not None and baseline is not None:
-            scrape, basis, since = delta, "since_scrape", baseline["at"]
-        else:
-            scrape = current
-        _save_history(path, [*history, {"at": now.isoformat(), "scrape": current}], now)
+        return (
+            None,
+            "since_start",
+            None,
+            f"{type(exc).__name__}: {exc} (is serving up? `make status`)",
+        )
+    path = settings.monitoring_dir / SCRAPES_FILE
+    history = _load_history(path)
+    baseline = pick_baseline(history, now)
+    delta = None if baseline is None else scrape_delta(current, baseline["scrape"])
+    _save_history(path, [*history, {"at": now.isoformat(), "scrape": current}], now)
+    if delta is not None and baseline is not None:
+        return delta, "since_previous", baseline["at"], None
+    return current, "since_start", None, None
 
+
+def run_latency(settings: Settings, run_dir: Path | None = None) -> LatencyResult:
+    """Judge the scorer latency of the monitors' window against the budget (module docstring)."""
+    started = time.perf_counter()
+    run_dir = run_dir or sources.new_run_dir(settings)
+    now = datetime.now(UTC)
+    window = sources.read_served_window(
+        settings.prediction_log_dir,
+        settings.monitor_window_hours,
+        current_release_only=settings.monitor_current_release_only,
+    )
+    scrape, basis, since, error = _scrape_context(settings, now)
     result = compute_latency(
-        records,
+        window,
         scrape,
         basis=basis,
         since=since,
@@ -560,15 +591,17 @@ def run_latency(settings: Settings, run_dir: Path | None = None) -> LatencyResul
         warn_ratio=settings.latency_warn_ratio,
         min_records=settings.latency_min_records,
         fallback_rate_warn=settings.fallback_rate_warn,
-        window_minutes=settings.latency_window_minutes,
+        window_hours=settings.monitor_window_hours,
+        current_release_only=settings.monitor_current_release_only,
     )
     result.metrics_error = error
     result.run_dir = str(run_dir)
     checks = {}
-    if result.log is not None and result.log.judged:
-        checks["p99 (log)"] = result.log.status
-    if result.metrics is not None and result.metrics.judged:
-        checks["p99 (/metrics)"] = result.metrics.status
+    if result.log is not None:
+        for kind in ("production", "synthetic"):
+            status = getattr(result.log, f"{kind}_status")
+            if status != "insufficient_data":
+                checks[f"p99 ({kind})"] = status
     result.workspace_run, result.workspace_error = gauges.record(
         settings,
         monitor="latency",

@@ -23,7 +23,7 @@ from monitoring import sources
 from monitoring.decisions import DecisionsResult, run_decisions
 from monitoring.drift import DriftResult, run_drift
 from monitoring.freshness import FreshnessResult, age_text, duration, run_freshness
-from monitoring.latency import LatencyResult, Percentiles, run_latency
+from monitoring.latency import LatencyResult, Percentiles, metrics_basis, run_latency
 from monitoring.performance import PerformanceResult, run_performance
 from monitoring.quality import QualityResult, run_quality
 from monitoring.requests import RequestsResult, run_requests
@@ -199,9 +199,10 @@ def print_freshness(console: Console, result: FreshnessResult) -> None:
 
 
 def print_latency(console: Console, result: LatencyResult) -> None:
+    where = "the serving release's" if result.current_release_only else "every release's"
     table = Table(
-        title=f"Latency SLO {_status(result.status)}: p99 budget {result.budget_ms:g} ms, last"
-        f" {result.window_minutes:g} min ({result.seconds}s)",
+        title=f"Latency SLO {_status(result.status)}: p99 budget {result.budget_ms:g} ms,"
+        f" {where} requests in the last {result.window_hours:g} h window ({result.seconds}s)",
         title_justify="left",
     )
     for column in ("source", "n", "p50 ms", "p95 ms", "p99 ms", "status"):
@@ -218,19 +219,20 @@ def print_latency(console: Console, result: LatencyResult) -> None:
         )
 
     if result.log is not None:
-        row("log: all (scorer time)", result.log.all, result.log.status)
-        row("log: production", result.log.production)
-        row("log: synthetic", result.log.synthetic)
+        row(
+            "window: production (scorer time)", result.log.production, result.log.production_status
+        )
+        row("window: synthetic (load tests)", result.log.synthetic, result.log.synthetic_status)
     if result.metrics is not None:
         m = result.metrics
-        basis = f"since {m.since[11:19]} UTC" if m.basis == "since_scrape" else "since start"
-        row(f"/metrics /score ({basis})", m.request, m.status)
+        row(f"/metrics /score, {metrics_basis(m)}", m.request, "context")
         row("/metrics feature lookup", m.feature_lookup)
         row("/metrics inference", m.inference)
     console.print(table)
     fallback = result.log.fallback_rate if result.log is not None else None
     console.print(
-        f"  fallback rate {_num(fallback, '{:.2%}')} in the log window"
+        f"  fallback rate {_num(fallback, '{:.2%}')} in the window; /metrics is context, not"
+        " judged (HTTP and queueing included, since a wall-clock moment)"
         + (f"; /metrics unavailable: {result.metrics_error}" if result.metrics_error else "")
     )
 

@@ -20,7 +20,7 @@ def record_latency(settings: Settings, result: latency.LatencyResult, run: str):
         monitor="latency",
         name=f"latency {run}",
         values=latency.workspace_values(result),
-        checks={"p99 (log)": result.log.status, "thin": "insufficient_data"},
+        checks={"p99 (production)": result.log.status, "thin": "insufficient_data"},
         check_noun="p99 sources",
         panels=latency.workspace_panels(),
     )
@@ -36,7 +36,10 @@ def test_the_panels_chart_each_runs_numbers_in_order(tmp_path) -> None:
 
     charts = charted(settings)
     p99 = {params["column"]: values for params, values in charts["p99 vs budget (ms)"]}
-    assert p99["log_p99_ms"] == pytest.approx([fast.log.all.p99_ms, slow.log.all.p99_ms])
+    assert p99["log_production_p99_ms"] == pytest.approx(
+        [fast.log.production.p99_ms, slow.log.production.p99_ms]
+    )
+    assert "log_synthetic_p99_ms" not in p99  # no load test in these runs
     assert p99["budget_ms"] == [10.0, 10.0]
     assert "metrics_request_p99_ms" not in p99  # no /metrics in these runs: a gap, not a 0
     verdicts = {

@@ -1,7 +1,8 @@
-"""Latency: p99 computed exactly from the log and estimated correctly from histogram buckets;
-a p99 above the budget alerts, below it is ok, near it warns; a thin window gets no verdict;
-synthetic load counts and is also reported apart; /metrics scrapes are differenced, and a
-restarted server is not differenced against its predecessor."""
+"""Latency: p99 computed exactly from the window's scorer times and estimated correctly from
+histogram buckets; a p99 above the budget alerts, below it is ok, near it warns; a thin window
+gets no verdict; production and load tests are judged apart, so neither dilutes the other;
+/metrics is context that never sets the status; the window is the other monitors' (a simulated
+day of production, the load tests logged since it began, the serving release running now)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from monitoring import latency
+from monitoring import latency, sources
 from monitoring.latency import compute_latency
 from tests.conftest import prediction_record
 
@@ -35,7 +36,7 @@ def judge(recs, scrape=None, **kwargs):
         "warn_ratio": 0.8,
         "min_records": 100,
         "fallback_rate_warn": 0.01,
-        "window_minutes": 15.0,
+        "window_hours": 24.0,
     }
     return compute_latency(recs, scrape, **{**options, **kwargs})
 
@@ -52,15 +53,15 @@ def test_p99_is_the_99th_percentile_with_linear_interpolation() -> None:
 def test_a_p99_above_the_budget_alerts() -> None:
     fast, slow = [2.0] * 970, [40.0] * 30  # 3 % of requests over budget
     result = judge(records(fast + slow))
-    assert result.log.all.p99_ms == pytest.approx(40.0)
-    assert result.status == "alert"
+    assert result.log.production.p99_ms == pytest.approx(40.0)
+    assert result.log.production_status == result.status == "alert"
 
 
 def test_a_p99_within_the_budget_is_ok() -> None:
     fast, slow = [2.0] * 995, [40.0] * 5  # 0.5 %: the p99 is still a fast request
     result = judge(records(fast + slow))
-    assert result.log.all.p99_ms == pytest.approx(2.0)
-    assert result.log.all.max_ms == 40.0
+    assert result.log.production.p99_ms == pytest.approx(2.0)
+    assert result.log.production.max_ms == 40.0
     assert result.status == "ok"
 
 
@@ -82,6 +83,31 @@ def test_synthetic_load_counts_and_is_reported_apart() -> None:
     assert result.log.production.p99_ms == pytest.approx(2.0)
     assert result.log.synthetic.p99_ms == pytest.approx(30.0)
     assert result.log.production.n == result.log.synthetic.n == 500
+    assert (result.log.production_status, result.log.synthetic_status) == ("ok", "alert")
+
+
+def test_a_day_of_production_does_not_dilute_a_slow_load_test() -> None:
+    """A simulated day at full pace, then a short load test on a slowed scorer (scenario 04's
+    `fraudlab loadtest` then `fraudlab monitor latency`): 1 % of the window is slow, together
+    the p99 would sit on a fast request."""
+    recs = records([1.5] * 20_000) + records([30.0] * 150, synthetic=True)
+    assert latency.percentiles([r.latency_ms for r in recs]).p99_ms < 8.0
+    result = judge(recs)
+    assert result.log.production_status == "ok"
+    assert result.log.synthetic_status == result.status == "alert"
+
+
+def test_a_healthy_benchmark_after_a_day_reads_ok() -> None:
+    result = judge(records([1.5] * 1000 + [6.0] * 10) + records([2.5] * 3000, synthetic=True))
+    assert result.status == "ok" and result.log.judged
+    assert "production p99" in result.reason and "synthetic p99" in result.reason
+
+
+def test_a_thin_population_is_not_judged_but_the_other_is() -> None:
+    result = judge(records([2.0] * 500) + records([50.0] * 99, synthetic=True))
+    assert result.status == "ok"
+    assert result.log.synthetic_status == "insufficient_data"
+    assert "synthetic: 99 timed requests" in result.reason
 
 
 def test_records_without_latency_are_counted_not_timed() -> None:
@@ -177,54 +203,91 @@ def test_scrapes_are_differenced_and_a_restart_is_not() -> None:
     assert latency.scrape_delta(before, after) is None  # counts went down: serving restarted
 
 
-def test_a_slow_server_in_the_metrics_alerts_even_when_the_log_is_fast() -> None:
-    slow = _scaled(latency.parse_metrics(METRICS_TEXT), 2.0)  # p99 ≈ 23.5 ms
-    result = judge(records([2.0] * 1000), slow, basis="since_scrape", since="t")
-    assert result.log.status == "ok"
+def test_metrics_are_context_and_never_set_the_status() -> None:
+    """/metrics since serving started holds a replay's queueing and a benchmark's saturation
+    (p99 ≈ 23.5 ms here) while the window's scorer time is healthy: the status is the window's."""
+    slow = _scaled(latency.parse_metrics(METRICS_TEXT), 2.0)
+    result = judge(records([2.0] * 1000), slow)
     assert result.metrics.request.p99_ms == pytest.approx(23.5)
     assert result.metrics.request_share_within_budget == pytest.approx(0.9)
-    assert result.metrics.status == "alert" and result.status == "alert"
-    assert "since the last scrape" in result.reason
+    assert result.status == "ok"
+    assert "/metrics" not in result.reason
+    assert result.metrics.fallback_rate == pytest.approx(0.02)  # over the warn level: shown only
+    assert latency.metrics_basis(result.metrics) == "since serving started"
+    thin = judge(records([2.0] * 10), slow)
+    assert thin.status == "insufficient_data"
 
 
-def test_the_baseline_scrape_is_the_newest_one_a_window_old() -> None:
+def test_the_baseline_scrape_is_the_previous_runs() -> None:
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     history = [
         {"at": (now - timedelta(minutes=m)).isoformat(), "scrape": m} for m in (60, 20, 16, 5)
     ]
-    assert latency.pick_baseline(history, now, 15 * 60)["scrape"] == 16
-    assert latency.pick_baseline(history[-1:], now, 15 * 60) is None
+    assert latency.pick_baseline(history, now)["scrape"] == 5
+    assert latency.pick_baseline([], now) is None
 
 
 def test_the_summary_is_json_and_html() -> None:
     result = judge(records([2.0] * 150), latency.parse_metrics(METRICS_TEXT))
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
-    assert data["log"]["all"]["n"] == 150 and data["metrics"]["basis"] == "since_start"
-    assert "/score" in latency.render_html(result)
+    assert data["log"]["production"]["n"] == 150 and data["metrics"]["basis"] == "since_start"
+    page = latency.render_html(result)
+    assert "/score" in page and "not judged" in page
 
 
-def test_the_window_holds_what_was_logged_in_the_last_minutes_synthetic_included(
+def _line(now: datetime, minutes_ago: float, hours_of_event_time: float, name: str, **fields):
+    """A record logged ``minutes_ago`` before ``now`` for a transaction ``hours_of_event_time``
+    after a simulated midnight."""
+    return prediction_record(
+        request_id=name,
+        transaction_id=name,
+        logged_at=(now - timedelta(minutes=minutes_ago)).isoformat(),
+        event_ts=1_772_323_200.0 + hours_of_event_time * 3600.0,
+        latency_ms=1.0,
+        **{"release": "r2", **fields},
+    )
+
+
+def test_the_window_is_the_monitors_day_with_the_load_tests_logged_since_it_began(
     tmp_path,
 ) -> None:
-    from monitoring import sources
-
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-    lines = []
-    for minutes_ago, kind in [(40, "old"), (20, "old"), (14, "prod"), (10, "syn"), (1, "fb")]:
-        record = prediction_record(
-            logged_at=(now - timedelta(minutes=minutes_ago)).isoformat(),
-            transaction_id=kind,
-            synthetic=kind == "syn",
-            fallback=kind == "fb",
-            latency_ms=1.0,
-        )
-        lines.append(json.dumps(record.to_json()))
-    (tmp_path / "predictions-2026-11-23.jsonl").write_text("\n".join(lines) + '\n{"cut sh')
-    since = now - timedelta(minutes=15)
-    window = sources.read_log(
-        tmp_path, logged_since=since, include_fallback=True, include_synthetic=True
+    lines = [
+        _line(now, 300, 0.0, "older-release", release="r1"),
+        _line(now, 200, 1.0, "load-before-the-day", synthetic=True),
+        _line(now, 190, 2.0, "day-before"),  # > 24 h of event time before the newest
+        _line(now, 20, 27.0, "day-start"),  # a fast-forwarded day: logged in minutes
+        _line(now, 15, 30.0, "load-during", synthetic=True),
+        _line(now, 10, 40.0, "fallback", fallback=True, fallback_reason="timeout"),
+        _line(now, 9, 50.0, "day-end"),
+        _line(now, 1, 3.0, "load-after", synthetic=True),  # replays an older transaction
+    ]
+    text = "\n".join(json.dumps(r.to_json()) for r in lines) + '\n{"cut sh'
+    (tmp_path / "predictions-2026-11-23.jsonl").write_text(text)
+    window = sources.read_served_window(tmp_path, 24.0, current_release_only=True)
+    assert [r.request_id for r in window] == [  # oldest logged first
+        "day-start",
+        "load-during",
+        "fallback",
+        "day-end",
+        "load-after",
+    ]
+    every_release = sources.read_served_window(tmp_path, 72.0)
+    assert "older-release" in {r.request_id for r in every_release}
+    # drift's window is the same day, without the load tests and the fallback
+    drift = sources.read_window(tmp_path, 24.0, current_release_only=True)
+    assert [r.request_id for r in drift] == ["day-start", "day-end"]
+
+
+def test_without_production_traffic_every_load_test_of_the_release_counts(tmp_path) -> None:
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    lines = [
+        _line(now, 90, 5.0, "previous-release", release="r1"),
+        _line(now, 60, 1.0, "bench", synthetic=True),
+        _line(now, 1, 90.0, "loadtest", synthetic=True),
+    ]
+    (tmp_path / "predictions-2026-11-23.jsonl").write_text(
+        "".join(json.dumps(r.to_json()) + "\n" for r in lines)
     )
-    assert [r.transaction_id for r in window] == ["prod", "syn", "fb"]  # oldest first
-    production = sources.read_log(tmp_path, logged_since=since)
-    assert [r.transaction_id for r in production] == ["prod"]
-    assert len(sources.read_log(tmp_path, include_fallback=True, include_synthetic=True)) == 5
+    window = sources.read_served_window(tmp_path, 24.0, current_release_only=True)
+    assert [r.request_id for r in window] == ["bench", "loadtest"]
