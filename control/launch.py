@@ -1,8 +1,8 @@
 """How the control plane launches a process of the stack, and asks whether serving is up.
 
 Owns: the environment every child process gets (the launch environment plus the settings),
-how serving is started for a release (the same command embedded and in serving's container),
-and the health probes of MLflow and serving. ``control.stack`` (the embedded stack) and
+how serving is started (its supervisor, the same command embedded and in serving's container)
+and how a worker runs a release, and the health probes of MLflow and serving. ``control.stack`` (the embedded stack) and
 ``control.serve`` (serving's release supervisor) both build on this; neither imports the other.
 Must not: start or stop anything itself.
 """
@@ -59,21 +59,39 @@ def serving_ready(settings: Settings) -> bool:
     return response is not None and response.status_code == 200
 
 
+SERVICE = "serving.service:FraudScorer"
+# BentoML's HTTP worker: what `bentoml serve`'s arbiter runs on the socket it binds. Serving's
+# supervisor (control.serve) binds the socket itself and runs this on it (why: its docstring).
+BENTOML_WORKER = "_bentoml_impl.worker.service"
+
+
+def supervisor_command() -> list[str]:
+    """How serving is started, embedded and in its container: ``fraudlab serve``, which holds
+    serving's port and runs the deployed release's worker on it (``control.serve``)."""
+    return [sys.executable, "-m", "fraudlab.cli", "serve"]
+
+
 def serving_command(
-    settings: Settings, release: releases.Release | None, pythonpath: str | None = None
+    release: releases.Release | None,
+    fd: int,
+    worker: int = 1,
+    pythonpath: str | None = None,
 ) -> tuple[list[str], dict[str, str], Path]:
-    """How serving runs ``release`` (None: the code this process runs): the command, the
-    variables it needs on top of the stack's environment, and its working directory. The
-    embedded stack and the containerised serving (``fraudlab serve``) start it the same way."""
+    """How a serving worker runs ``release`` (None: the code this process runs) on the
+    listening socket ``fd``: the command, the variables it needs on top of the stack's
+    environment (the settings reach it there, as every process), and its working directory.
+    ``worker`` numbers it in serving's log lines."""
     command = [
-        *tool("bentoml"),
-        "serve",
-        "serving.service:FraudScorer",
-        "--host",
-        settings.bind_host,
-        "--port",
-        str(settings.serving_port),
-        *(["--working-dir", str(release.path)] if release else []),
+        sys.executable,
+        "-m",
+        BENTOML_WORKER,
+        SERVICE,
+        "--fd",
+        str(fd),
+        "--worker-id",
+        str(worker),
+        "--backlog",
+        "2048",
     ]
     # The release's packages come first on the path: serving imports what was deployed, not
     # the working tree the project is installed from (``pythonpath``: what else it may import).

@@ -12,6 +12,12 @@ embedded stack keeps that property, so "what is actually running?" has an answer
 (``fraudlab status``, ``fraudlab deploy --diff``) and a change to training code reaches serving
 only when someone deploys it. ``fraudlab up`` deploys the working tree when nothing is deployed
 yet; afterwards ``fraudlab deploy`` ships the working tree.
+
+Every deploy is a release of its own (``r1``, ``r2``, … in deploy order), also when it ships a
+tree deployed before: the prediction log names the release that scored each request, so "since
+the fix was deployed" is a release id, and going back to ``r1``'s code is deploy ``r3``, not
+``r1`` again. Each release records the commit it was built from and whether its files match
+that commit (``Release.provenance``).
 """
 
 from __future__ import annotations
@@ -54,6 +60,17 @@ class Release:
     def describe(self) -> str:
         commit = (self.commit or "no commit")[:10]
         return f"{self.id} ({commit}{', modified' if self.modified else ''})"
+
+    def provenance(self) -> str:
+        """Which commit the release matches, in words."""
+        if self.commit is None:
+            return f"{self.id} was built outside git: it matches no commit"
+        if self.modified:
+            return (
+                f"{self.id} was built from commit {self.commit[:10]} with changes not committed"
+                " there: it matches no commit"
+            )
+        return f"{self.id} matches commit {self.commit[:10]} exactly"
 
 
 def releases_dir(settings: Settings) -> Path:
@@ -170,10 +187,18 @@ def clear_current(settings: Settings) -> None:
     (releases_dir(settings) / CURRENT).unlink(missing_ok=True)
 
 
+def tree_hash(source: Path = REPO_ROOT) -> str:
+    """The content hash a release built from ``source`` now would have."""
+    return content_hash({name: path.read_bytes() for name, path in source_files(source).items()})
+
+
 def find_or_build(settings: Settings, source: Path = REPO_ROOT) -> Release:
-    """A release with exactly the working tree's content: the newest such one, or a new one."""
-    files = {name: path.read_bytes() for name, path in source_files(source).items()}
-    wanted = content_hash(files)
+    """A release with exactly the working tree's content: the newest such one, or a new one.
+
+    For tooling that wants a release of some content; a deploy always builds a new one
+    (``build``): each deploy is a release of its own, even of a tree deployed before.
+    """
+    wanted = tree_hash(source)
     root = releases_dir(settings)
     existing = sorted(
         (p for p in root.glob("r*") if (p / RELEASE_FILE).exists()),

@@ -37,13 +37,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from control import releases
+from control import releases, serve
 from control.launch import (
     child_environment,
     http_get,
     mlflow_healthy,
-    serving_command,
     serving_ready,
+    supervisor_command,
     tool,
 )
 from foundation.settings import REPO_ROOT, Settings
@@ -594,24 +594,30 @@ def bootstrap(settings: Settings) -> bool:
 
 
 def serving_release(settings: Settings) -> releases.Release:
-    """Deploy the working tree as serving's release (reusing an identical one) and return it.
+    """Deploy the working tree as serving's release unless the deployed one has its very
+    content, and return it.
 
     ``up`` calls it before it starts serving, so bringing the stack up serves the code that is
     checked out; a running serving process keeps its release until ``fraudlab deploy``.
     """
     before = releases.current(settings)
-    release = releases.find_or_build(settings)
-    if before is None or before.id != release.id:
-        releases.set_current(settings, release)
-        console.print(f"[green]✓[/] deployed the working tree to serving as {release.describe()}")
+    if before is not None and before.content_hash == releases.tree_hash():
+        return before
+    release = releases.build(settings)
+    releases.set_current(settings, release)
+    console.print(f"[green]✓[/] deployed the working tree to serving as {release.describe()}")
     return release
 
 
+def _supervised(record: Started) -> bool:
+    """Whether the serving process is the supervisor that switches releases in place (serving
+    started by an earlier fraudlab ran ``bentoml serve`` itself)."""
+    return record.command[-2:] == supervisor_command()[-2:]
+
+
 def _start_serving(settings: Settings) -> bool:
-    release = releases.current(settings) if not settings.serving_url else None
-    if release is None and not settings.serving_url:
-        release = serving_release(settings)
-    command, release_env, cwd = serving_command(settings, release)
+    if not settings.serving_url and releases.current(settings) is None:
+        serving_release(settings)
     return _ensure_server(
         settings,
         Server(
@@ -623,11 +629,12 @@ def _start_serving(settings: Settings) -> bool:
             # The port opens seconds before the worker has loaded the model: only /readyz counts.
             healthy=lambda: serving_ready(settings),
             timeout_s=SERVING_TIMEOUT_S,
-            command=command,
-            # BentoML empties $BENTOML_HOME/prometheus_multiproc_dir at start: two stacks sharing
+            # The supervisor (control.serve) holds the port and runs the deployed release's
+            # BentoML worker on it; `fraudlab deploy` switches workers without a gap.
+            command=supervisor_command(),
+            # Serving empties $BENTOML_HOME/prometheus_multiproc_dir at start: two stacks sharing
             # the default home would overwrite each other's /metrics. Each stack gets its own.
-            extra_env={"BENTOML_HOME": str(settings.home.resolve() / "bentoml"), **release_env},
-            cwd=cwd,
+            extra_env={"BENTOML_HOME": str(settings.home.resolve() / "bentoml")},
         ),
     )
 
@@ -847,8 +854,6 @@ def restart(settings: Settings, component: str) -> int:
 def _restart_in_container(settings: Settings, component: str) -> int:
     """Inside the containerised stack: serving restarts through its supervisor
     (``control.serve``); other containers restart from the host."""
-    from control import serve
-
     if component != "serving":
         console.print(
             f"[bold red]✗[/] {component} runs in a container of its own: restart it from the "
@@ -857,7 +862,7 @@ def _restart_in_container(settings: Settings, component: str) -> int:
         return 2
     try:
         serve.restart(settings)
-    except TimeoutError as exc:
+    except (serve.DeployFailed, TimeoutError) as exc:
         console.print(f"[bold red]✗[/] {exc}")
         return 1
     console.print("[green]✓[/] serving restarted and ready")
@@ -866,31 +871,58 @@ def _restart_in_container(settings: Settings, component: str) -> int:
 
 def _deploy_in_container(settings: Settings) -> int:
     """Inside the containerised stack: the release goes to the home volume and serving's
-    supervisor (``fraudlab serve``) restarts on it. The working tree is the code this command
+    supervisor (``fraudlab serve``) switches to it. The working tree is the code this command
     runs from: the image's, or the candidate's checkout when run from its root."""
-    from control import serve
+    was = (serve.status(settings) or {}).get("release") or "the image's code"
+    return _switch(settings, releases.build(settings), f"was {was}")
 
-    running = serve.status(settings) or {}
-    release = releases.find_or_build(settings)
-    if running.get("release") == release.id and serving_ready(settings):
-        console.print(f"[green]✓[/] serving already runs the working tree ({release.describe()})")
-        return 0
-    was = running.get("release") or "the image's code"
-    console.print(f"[bold cyan]→[/] deploying {release.describe()} to serving (was {was})")
+
+def _switch(settings: Settings, release: releases.Release, was: str) -> int:
+    """Point serving's supervisor at ``release`` and wait until it answers on it; the pointer
+    goes back when the release does not start (the previous one still serves)."""
+    before = releases.current(settings)
+    console.print(f"[bold cyan]→[/] deploying {release.describe()} to serving ({was})")
+    started = time.monotonic()
     try:
         serve.deploy(settings, release)
+    except serve.DeployFailed as exc:
+        if before is not None:
+            releases.set_current(settings, before)
+        else:
+            releases.clear_current(settings)
+        console.print(f"[bold red]✗[/] {exc}")
+        return 1
     except TimeoutError as exc:
         console.print(f"[bold red]✗[/] {exc}")
         return 1
-    console.print(f"[green]✓[/] serving runs {release.describe()}")
+    console.print(
+        f"[green]✓[/] serving runs {release.describe()}: switched in"
+        f" {time.monotonic() - started:.1f}s, the previous worker drains its requests"
+    )
     return 0
 
 
-def deploy(settings: Settings) -> int:
-    """Ship the working tree to serving: build (or reuse) its release and restart serving on it.
+def _record_worker_start(settings: Settings) -> None:
+    """The serving pid file says when the worker answering now started (a deploy starts a new
+    worker under the same supervisor): what was logged since is that worker's."""
+    found = serve.status(settings) or {}
+    path = _pid_file(settings, "serving")
+    try:
+        record = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    if found.get("started_at"):
+        record["started_at"] = float(found["started_at"])
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        tmp.replace(path)
 
-    Requests arriving during the restart fail (the simulator retries them); 0 when serving is
-    ready on the new release.
+
+def deploy(settings: Settings) -> int:
+    """Ship the working tree to serving as a new release (its own id, the commit it was built
+    from) and switch serving to it without dropping a request: the supervisor starts the new
+    release's worker on serving's socket, switches when it answers, and drains the old one.
+    0 when serving answers on the new release.
     """
     if settings.stack == "compose" and settings.in_container:
         return _deploy_in_container(settings)
@@ -900,13 +932,18 @@ def deploy(settings: Settings) -> int:
         )
         return 2
     before = releases.current(settings)
-    release = releases.find_or_build(settings)
-    if before is not None and before.id == release.id and serving_ready(settings):
-        console.print(f"[green]✓[/] serving already runs the working tree ({release.describe()})")
-        return 0
+    release = releases.build(settings)
+    was = f"was {before.describe()}" if before else "nothing deployed before"
+    record = running(settings, "serving")
+    if record is not None and _supervised(record) and serving_ready(settings):
+        code = _switch(settings, release, was)
+        if code == 0:
+            _record_worker_start(settings)
+        return code
+    # not running, or started by an earlier fraudlab that ran BentoML without a supervisor:
+    # start serving (again) on the new release
     releases.set_current(settings, release)
-    was = f" (was {before.describe()})" if before else ""
-    console.print(f"[bold cyan]→[/] deploying {release.describe()} to serving{was}")
+    console.print(f"[bold cyan]→[/] deploying {release.describe()} to serving ({was})")
     message = _stop(settings, "serving")
     if message:
         console.print(f"  {message}")

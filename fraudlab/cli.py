@@ -96,7 +96,8 @@ def deploy(
         ),
     ] = False,
 ) -> None:
-    """Ship the working tree's code to serving (a new release), or show what serving runs."""
+    """Ship the working tree's code to serving (a new release, switched to without dropping a
+    request), or show what serving runs and which commit it matches."""
     from control import releases, stack
 
     settings = get_settings()
@@ -112,7 +113,8 @@ def deploy(
         typer.echo("nothing deployed yet: `fraudlab up` deploys the working tree")
         raise typer.Exit(2)
     text = releases.diff(release)
-    typer.echo(text or f"serving runs {release.describe()}: the same code as the working tree")
+    typer.echo(f"serving runs {release.provenance()}")
+    typer.echo(text or "the working tree has the same code")
 
 
 config_app = typer.Typer(
@@ -509,8 +511,9 @@ def bootstrap() -> None:
 
 @app.command()
 def serve() -> None:
-    """Containerised serving: run BentoML on the deployed release and restart it in place when
-    `fraudlab deploy` moves the release pointer (the serving container's command)."""
+    """Serving's supervisor (what `fraudlab up` and the serving container run): hold serving's
+    port, run BentoML on the deployed release, switch when `fraudlab deploy` moves the release
+    pointer without dropping a request."""
     from control import serve as supervisor
 
     raise typer.Exit(supervisor.run(get_settings()))

@@ -1,5 +1,6 @@
-"""Serving releases: a copy of the serving packages that knows where it came from, is reused
-when the working tree has not changed, and can say how it differs from the working tree."""
+"""Serving releases: a copy of the serving packages that knows where it came from (the commit it
+matches, if any), one per deploy (a tree deployed twice is two releases), and can say how it
+differs from the working tree."""
 
 from __future__ import annotations
 
@@ -54,6 +55,44 @@ def test_the_same_tree_reuses_its_release_and_a_change_makes_a_new_one(tmp_path,
     (source / "serving" / "scorer.py").write_text("AMOUNT_SCALE = 100\n")
     second = releases.find_or_build(settings, source)
     assert second.id != first.id and second.modified is True  # uncommitted edit deployed
+
+
+def _git(root, *args: str) -> str:
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    return subprocess.run(
+        [*git, *args], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_each_deploy_of_the_same_tree_is_a_release_of_its_own_matching_its_commit(
+    tmp_path, source
+) -> None:
+    settings = small_settings(tmp_path / "home")
+    head = _git(source, "rev-parse", "HEAD").strip()
+    first = releases.build(settings, source)
+    again = releases.build(settings, source)  # the clean tree deployed a second time
+    assert (first.id, again.id) == ("r1", "r2")
+    for release in (first, again):
+        assert release.commit == head and release.modified is False
+        assert release.provenance() == f"{release.id} matches commit {head[:10]} exactly"
+    assert first.content_hash == again.content_hash == releases.tree_hash(source)
+
+    (source / "serving" / "scorer.py").write_text("AMOUNT_SCALE = 100\n")
+    edited = releases.build(settings, source)
+    assert edited.id == "r3" and edited.commit == head and edited.modified is True
+    assert "matches no commit" in edited.provenance() and head[:10] in edited.provenance()
+
+    _git(source, "commit", "-qam", "amounts in cents")
+    committed = releases.build(settings, source)
+    new_head = _git(source, "rev-parse", "HEAD").strip()
+    assert committed.id == "r4" and committed.content_hash == edited.content_hash
+    assert committed.provenance() == f"r4 matches commit {new_head[:10]} exactly"
+    assert [releases.read(p).id for p in sorted(releases.releases_dir(settings).glob("r*"))] == [
+        "r1",
+        "r2",
+        "r3",
+        "r4",
+    ]
 
 
 def test_diff_shows_what_serving_runs_that_the_working_tree_does_not(tmp_path, source) -> None:
