@@ -418,29 +418,33 @@ def metrics_basis(metrics: MetricsLatency) -> str:
     return "since serving started"
 
 
+def table_rows(result: LatencyResult) -> list[tuple[str, Percentiles, str]]:
+    """(source, percentiles, status) of every row of the latency table: one list of rows and
+    labels for the terminal (``monitoring.run``) and the HTML report alike."""
+    rows: list[tuple[str, Percentiles, str]] = []
+    if result.log is not None:
+        log = result.log
+        rows.append(("window: production (scorer time)", log.production, log.production_status))
+        rows.append(("window: load tests (scorer time)", log.synthetic, log.synthetic_status))
+        rows.append(("window: all", log.all, ""))
+    if result.metrics is not None:
+        m = result.metrics
+        rows.append((f"/metrics /score, {metrics_basis(m)}", m.request, "context"))
+        rows.append(("/metrics feature lookup", m.feature_lookup, ""))
+        rows.append(("/metrics inference", m.inference, ""))
+    return rows
+
+
 def render_html(result: LatencyResult) -> str:
     rows = []
-
-    def row(name: str, p: Percentiles, status: str = "") -> None:
+    for name, p, status in table_rows(result):
         over = p.p99_ms is not None and p.p99_ms > result.budget_ms
-        style = " style='background:#fdd'" if over and status else ""
+        style = " style='background:#fdd'" if over and status not in ("", "context") else ""
         rows.append(
             f"<tr{style}><td>{html.escape(name)}</td><td>{p.n}</td><td>{_fmt(p.p50_ms)}</td>"
             f"<td>{_fmt(p.p95_ms)}</td><td>{_fmt(p.p99_ms)}</td><td>{_fmt(p.max_ms)}</td>"
             f"<td>{status}</td></tr>"
         )
-
-    if result.log is not None:
-        log = result.log
-        row("window: production (scorer time)", log.production, log.production_status)
-        row("window: synthetic, load tests (scorer time)", log.synthetic, log.synthetic_status)
-        row("window: all", log.all)
-    if result.metrics is not None:
-        m = result.metrics
-        basis = metrics_basis(m)
-        row(f"/metrics: /score request, {basis} (context)", m.request, "not judged")
-        row("/metrics: feature lookup (context)", m.feature_lookup)
-        row("/metrics: inference (context)", m.inference)
     fallback = ""
     if result.log is not None and result.log.fallback_rate is not None:
         fallback = f" Fallback rate in the window: {result.log.fallback_rate:.2%}."

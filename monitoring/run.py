@@ -23,7 +23,7 @@ from monitoring import sources
 from monitoring.decisions import DecisionsResult, run_decisions
 from monitoring.drift import DriftResult, run_drift
 from monitoring.freshness import FreshnessResult, age_text, duration, run_freshness
-from monitoring.latency import LatencyResult, Percentiles, metrics_basis, run_latency
+from monitoring.latency import LatencyResult, run_latency, table_rows
 from monitoring.performance import PerformanceResult, run_performance
 from monitoring.quality import QualityResult, run_quality
 from monitoring.requests import RequestsResult, run_requests
@@ -208,7 +208,7 @@ def print_latency(console: Console, result: LatencyResult) -> None:
     for column in ("source", "n", "p50 ms", "p95 ms", "p99 ms", "status"):
         table.add_column(column, justify="left" if column == "source" else "right")
 
-    def row(name: str, p: Percentiles, status: str = "") -> None:
+    for name, p, status in table_rows(result):
         table.add_row(
             name,
             str(p.n),
@@ -217,17 +217,6 @@ def print_latency(console: Console, result: LatencyResult) -> None:
             _num(p.p99_ms, "{:.2f}"),
             _status(status) if status else "",
         )
-
-    if result.log is not None:
-        row(
-            "window: production (scorer time)", result.log.production, result.log.production_status
-        )
-        row("window: synthetic (load tests)", result.log.synthetic, result.log.synthetic_status)
-    if result.metrics is not None:
-        m = result.metrics
-        row(f"/metrics /score, {metrics_basis(m)}", m.request, "context")
-        row("/metrics feature lookup", m.feature_lookup)
-        row("/metrics inference", m.inference)
     console.print(table)
     fallback = result.log.fallback_rate if result.log is not None else None
     console.print(

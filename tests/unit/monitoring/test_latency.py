@@ -6,6 +6,7 @@ day of production, the load tests logged since it began, the serving release run
 
 from __future__ import annotations
 
+import html
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -233,6 +234,22 @@ def test_the_summary_is_json_and_html() -> None:
     assert data["log"]["production"]["n"] == 150 and data["metrics"]["basis"] == "since_start"
     page = latency.render_html(result)
     assert "/score" in page and "not judged" in page
+
+
+def test_the_terminal_and_the_report_draw_one_table() -> None:
+    """One list of rows and labels for both: they drifted apart when each drew its own."""
+    from rich.console import Console
+
+    from monitoring.run import print_latency
+
+    result = judge(records([2.0] * 150), latency.parse_metrics(METRICS_TEXT))
+    console = Console(width=250, record=True)
+    print_latency(console, result)
+    shown, page = console.export_text(), latency.render_html(result)
+    labels = [name for name, _, _ in latency.table_rows(result)]
+    assert len(labels) >= 4
+    for name in labels:
+        assert name in shown and html.escape(name) in page, name
 
 
 def _line(now: datetime, minutes_ago: float, hours_of_event_time: float, name: str, **fields):
