@@ -6,7 +6,10 @@ Owns: wiring the champion model (``serving.model``), online features with their 
 Must not: compute model inputs itself (``features.transforms.build_model_inputs`` does), or
 train, register or promote models.
 
-Start it from the repository root::
+The stack runs it under its release supervisor (``fraudlab serve``, ``control.serve``), which
+holds serving's port and runs BentoML's own HTTP worker for the deployed release on it, so a
+deploy starts the new release beside the old one and switches without dropping a request. By
+hand, for a look on its own::
 
     bentoml serve serving.service:FraudScorer --host 127.0.0.1 --port $FRAUDLAB_SERVING_PORT
 
@@ -14,10 +17,10 @@ Give each stack its own ``BENTOML_HOME`` (e.g. ``$FRAUDLAB_HOME/bentoml``): ``be
 empties ``$BENTOML_HOME/prometheus_multiproc_dir`` at start, so a second server sharing the
 home silently takes over the first one's /metrics.
 
-Start-up loads the champion (MLflow, else the cached last bundle) and opens the feature store
-before the worker accepts requests; with neither a registry nor a cache the worker stops with a
-message saying what to run, and BentoML restarts it until a champion appears (``/readyz`` stays
-unready meanwhile).
+Start-up loads the champion (MLflow, else the cached last bundle, checked against its recorded
+hashes) and opens the feature store before the worker accepts requests; with neither a registry
+nor a cache the worker stops with a message saying what to run, and the supervisor starts it
+again until a champion appears (``/readyz`` stays unready meanwhile).
 
 Endpoints: ``POST /score`` (one transaction → score and decision), ``POST /reload`` (check the
 champion alias now), BentoML's ``/livez``, ``/readyz`` (true once the model is loaded and the log
