@@ -211,7 +211,8 @@ def test_deploy_and_restart_from_the_workstation_reach_serving(stack: Stack) -> 
     body = stack.payloads(1, "deployed")[0]
     assert httpx.post(f"{stack.url}/score", json=body, timeout=10).status_code == 200
     diff = stack.compose.exec("workstation", ["fraudlab", "deploy", "--diff"], capture=True)
-    assert "the same code as the working tree" in diff.stdout, diff.stdout
+    assert "the working tree has the same code" in diff.stdout, diff.stdout
+    assert diff.stdout.startswith("serving runs r"), diff.stdout  # the release and its commit
 
     restarted = stack.compose.exec("workstation", ["fraudlab", "restart", "serving"], capture=True)
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
