@@ -188,7 +188,10 @@ def symptom(ctx: ScenarioContext) -> list[Check]:
         Check(
             "the new champion's logged decisions decline far less than its predecessor's test "
             "split did",
-            len(decisions) > 300 and live_share < 0.35 * old_share,
+            # at most half: in the contract's world (seed 3) the leak measured 0.40 of the old
+            # share once training chose thresholds on expected cost (1038db2); the 0.35 here
+            # before was tuned on the old threshold rule
+            len(decisions) > 300 and live_share < 0.5 * old_share,
             f"{decisions.count('decline')} declines in {len(decisions)} ({live_share:.2%}) vs "
             f"{old_share:.2%}",
         ),

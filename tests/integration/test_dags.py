@@ -144,6 +144,8 @@ def test_a_drift_alert_runs_the_retrain_it_triggers_end_to_end(stack) -> None:
         "FRAUDLAB_PSI_ALERT": "0.0001",
         "FRAUDLAB_MONITOR_MIN_RECORDS": "20",
         "FRAUDLAB_MONITOR_WINDOW_HOURS": str(sources.span_hours(logged)),
+        # the whole log, whichever serving release scored it: other files deploy releases
+        "FRAUDLAB_MONITOR_CURRENT_RELEASE_ONLY": "false",
     }
     started = time.perf_counter()
     result = subprocess.run(

@@ -124,8 +124,11 @@ def test_latency_is_computed_from_the_log_and_from_serving_metrics(monitored) ->
     assert report["metrics_error"] is None
     metrics = report["metrics"]  # context: serving's histograms, never judged
     assert metrics["basis"] in ("since_start", "since_previous")
-    assert metrics["request"]["n"] >= N_SYNTHETIC
-    assert metrics["feature_lookup"]["n"] >= N_SYNTHETIC and metrics["inference"]["n"] > 0
+    # context only, and differenced against the previous run's scrape: a serving restart in
+    # between that is followed by more requests than the old count hides the reset from the
+    # counter comparison (scrape_delta), so only "it measured requests" is asserted here
+    assert metrics["request"]["n"] > 0
+    assert metrics["feature_lookup"]["n"] > 0 and metrics["inference"]["n"] > 0
     assert 0 < metrics["request"]["p50_ms"] <= metrics["request"]["p99_ms"]
     assert report["status"] in ("ok", "warn", "alert")
 
