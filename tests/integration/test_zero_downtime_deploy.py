@@ -39,6 +39,7 @@ class Traffic(threading.Thread):
         self.stop = threading.Event()
         self.answered: list[tuple[int, str]] = []  # (request number, request id)
         self.errors: list[str] = []
+        self.retried: list[str] = []  # reset before any response, sent again once
 
     def run(self) -> None:
         started = time.monotonic()
@@ -47,7 +48,15 @@ class Traffic(threading.Thread):
                 if self.stop.is_set():
                     return
                 try:
-                    response = client.post("/score", json=body)
+                    try:
+                        response = client.post("/score", json=body)
+                    except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+                        # A keep-alive connection the draining worker closed as this request
+                        # went out: reset before any response byte. A pooled HTTP client sends
+                        # it again on a fresh connection; that it was not scored twice is
+                        # checked on the log (each transaction logged once).
+                        self.retried.append(f"request {i}: {type(exc).__name__}: {exc}")
+                        response = client.post("/score", json=body)
                 except httpx.HTTPError as exc:
                     self.errors.append(f"request {i}: {type(exc).__name__}: {exc}")
                 else:
@@ -108,6 +117,17 @@ def test_a_deploy_under_traffic_drops_nothing_and_logs_each_answer_once(stack) -
     assert len(ids) == len(traffic.answered) > RPS * (took + AFTER_SWITCH_S) * 0.5
     records = _logged(stack.settings, ids, len(ids))
     assert Counter(Counter(r.request_id for r in records).values()) == {1: len(ids)}
+    # nothing scored twice, a request sent again after a reset included
+    sent = {body["transaction_id"] for body in traffic.bodies}
+    mine = [
+        r.transaction_id
+        for r in sources.read_log(
+            stack.settings.prediction_log_dir, include_fallback=True, include_synthetic=True
+        )
+        if r.transaction_id in sent
+    ]
+    assert Counter(Counter(mine).values()) == {1: len(ids)}, traffic.retried
+    print(f"sent again after a reset: {traffic.retried or 'none'}")
     # in request order, the old release answered up to the switch and the new one after it
     by_id = {r.request_id: r.release for r in records}
     served = [by_id[request_id] for _, request_id in sorted(traffic.answered)]
